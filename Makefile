@@ -1,0 +1,24 @@
+# make demo: set up, generate the demo data, train SimpleNet on demo_fakes (CPU), print the results.
+# make test: set up and run the test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test data clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+data: $(VENV)/.installed
+	$(PY) demo_data.py --out data
+
+demo: data
+	$(PY) train_main.py -m SimpleNet -d demo_fakes -o Adam --lr 0.001 -b 32 -e 5 --device cpu --overwrite
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf .cache out checkpoints figures data

@@ -1,0 +1,315 @@
+"""Real/fake face folders and the two data paths that feed training.
+
+A dataset split is a folder with ``real/`` and ``fake/`` sub-folders (label 0 = real,
+1 = fake). Two interchangeable paths turn it into normalized batches:
+
+* per item (the course contract): ``FacesDataset`` decodes one image with PIL on every
+  access and applies a torchvision transform; a ``DataLoader`` batches it.
+* decoded cache (the default): ``decode_dataset`` decodes every image once into a uint8
+  tensor (N x 3 x 256 x 256), cached on disk; ``CachedBatches`` then crops, flips and
+  normalizes whole batches on the training device.
+
+``make_batches`` picks the path from the dataset's type; both produce the same
+distribution of augmented images (random 256 crop of the 4-pixel zero-padded image,
+horizontal flip with probability 0.5).
+"""
+import copy
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from tqdm import tqdm
+
+IMAGE_SIZE = 256
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CLASS_NAMES = ("real", "fake")
+CROP_PADDING = 4
+MAX_IMAGE_PIXELS = 8192 * 8192
+CACHE_VERSION = 1
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class DatasetError(ValueError):
+    """A dataset folder or image that cannot be used; the message names the path and the fix."""
+
+
+def list_image_files(folder):
+    """Image files under ``folder`` (sub-folders included), sorted; hidden and non-image files skipped."""
+    found = []
+    for directory, subdirectories, names in os.walk(folder, followlinks=False):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        for name in names:
+            path = Path(directory) / name
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def load_image(path):
+    """Open an image as a 256x256 RGB PIL image.
+
+    EXIF orientation is honoured; grayscale, palette, RGBA, CMYK and 16-bit images are
+    converted to 8-bit RGB; images of another size are resized to 256x256 (bilinear).
+    Raises DatasetError naming the file when it cannot be decoded or is too large
+    (more than MAX_IMAGE_PIXELS pixels: a decompression bomb is refused, not decoded).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetError(f"{path}: image too large (over {MAX_IMAGE_PIXELS} pixels); "
+                           "resize it or remove it from the dataset") from None
+    except Exception as error:
+        raise DatasetError(f"{path}: cannot read image ({type(error).__name__}: {error}); "
+                           "replace or remove the file") from None
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if array.max() > 255 else 1.0
+        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+    return image
+
+
+class FacesDataset(Dataset):
+    """Images of ``root_path/real`` (label 0) and ``root_path/fake`` (label 1).
+
+    Files are sorted, real first; every image is returned as 256x256 RGB (see
+    ``load_image``: other sizes are resized). ``__getitem__`` returns
+    ``(transform(image), label)``, or a float tensor in [0, 1] when ``transform`` is None.
+    """
+
+    def __init__(self, root_path, transform=None):
+        self.root_path = Path(root_path)
+        self.transform = transform
+        if not self.root_path.is_dir():
+            raise DatasetError(f"{self.root_path}: dataset folder not found; "
+                               "pass a folder that holds real/ and fake/ sub-folders")
+        files = {}
+        for name in CLASS_NAMES:
+            folder = self.root_path / name
+            if not folder.is_dir():
+                raise DatasetError(f"{folder}: missing; put the {name} face images of this split in a '{name}/' sub-folder")
+            files[name] = list_image_files(folder)
+            if not files[name]:
+                raise DatasetError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                                   f"add {name} face images")
+        self.real_image_files = files["real"]
+        self.fake_image_files = files["fake"]
+        self.files = self.real_image_files + self.fake_image_files
+        self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        image = load_image(self.files[index])
+        image = self.transform(image) if self.transform is not None else transforms.functional.to_tensor(image)
+        return image, self.labels[index]
+
+
+class DecodedFaces(Dataset):
+    """A split decoded once: ``images`` uint8 (N x 3 x 256 x 256), ``labels`` int64 (N,)."""
+
+    def __init__(self, images, labels, files, root_path):
+        self.images = images
+        self.labels = labels
+        self.files = list(files)
+        self.root_path = Path(root_path)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.labels[index])
+
+
+def _cache_key(dataset):
+    digest = hashlib.sha256(f"v{CACHE_VERSION} size{IMAGE_SIZE}".encode())
+    for path, label in zip(dataset.files, dataset.labels):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(dataset.root_path)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _decode_one(path):
+    try:
+        return np.asarray(load_image(path)).transpose(2, 0, 1).copy(), None
+    except DatasetError as error:
+        return None, str(error)
+
+
+def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, progress=True):
+    """Decode every image of a FacesDataset once into a DecodedFaces (uint8, CPU).
+
+    Decoding runs on ``workers`` threads (default: all CPU cores). The result is cached in
+    ``cache_dir`` under a key made of the sorted file list, sizes and modification times,
+    so a later run skips decoding and a changed folder is decoded again (``cache_dir=None``
+    disables the cache). Undecodable files are skipped with one warning line each, unless
+    ``strict``; a class left without images raises DatasetError.
+    """
+    from fileio import atomic_write
+
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / f"{dataset.root_path.name}-{_cache_key(dataset)}.pt"
+        if cache_path.is_file():
+            try:
+                cached = torch.load(cache_path, map_location="cpu", weights_only=True, mmap=True)
+                return DecodedFaces(cached["images"], cached["labels"],
+                                    [dataset.root_path / f for f in cached["files"]], dataset.root_path)
+            except Exception:
+                print(f"warning: {cache_path}: unreadable cache, decoding again")
+    images = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    kept, failures = [], []
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        results = pool.map(_decode_one, dataset.files)
+        for index, (array, error) in enumerate(tqdm(results, total=len(dataset), disable=not progress,
+                                                    desc=f"decoding {dataset.root_path}", leave=False)):
+            if error is not None:
+                if strict:
+                    raise DatasetError(error + " (or run without --strict to skip bad files)")
+                print(f"warning: skipped {error}")
+                failures.append(error)
+                continue
+            images[len(kept)] = torch.from_numpy(array)
+            kept.append(index)
+    if failures:
+        print(f"warning: {len(failures)} of {len(dataset)} files in {dataset.root_path} could not be read and were skipped")
+    labels = torch.tensor([dataset.labels[i] for i in kept], dtype=torch.int64)
+    for label, name in enumerate(CLASS_NAMES):
+        if not (labels == label).any():
+            raise DatasetError(f"{dataset.root_path / name}: no readable images left; add {name} face images")
+    images = images[:len(kept)].clone() if len(kept) < len(dataset) else images
+    files = [dataset.files[i] for i in kept]
+    if cache_path is not None:
+        relative = [str(f.relative_to(dataset.root_path)) for f in files]
+        try:
+            atomic_write(cache_path, lambda tmp: torch.save({"images": images, "labels": labels, "files": relative}, tmp))
+        except OSError as error:
+            print(f"warning: could not write the decode cache {cache_path} ({error}); continuing without it")
+    return DecodedFaces(images, labels, files, dataset.root_path)
+
+
+def item_transform(mean, std, train):
+    """The per-item (PIL) transform: crop + flip when training, then to tensor and normalize."""
+    steps = [transforms.RandomCrop(IMAGE_SIZE, padding=CROP_PADDING), transforms.RandomHorizontalFlip()] if train else []
+    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+def random_crop_flip(images, generator, padding=CROP_PADDING):
+    """Batched RandomCrop(size, padding) + RandomHorizontalFlip on a uint8 (or float) batch.
+
+    Crop offsets (0..2*padding per axis) and flips are drawn from ``generator`` (a CPU
+    generator, so results do not depend on the device) and applied with one gather.
+    """
+    batch, channels, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(images.device, non_blocking=True)
+    flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device, non_blocking=True)
+    rows = torch.arange(height, device=images.device) + offsets[0][:, None]
+    columns = torch.arange(width, device=images.device)
+    columns = torch.where(flips[:, None], width - 1 - columns, columns) + offsets[1][:, None]
+    images = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, padded.shape[3]))
+    return images.gather(3, columns[:, None, None, :].expand(batch, channels, height, width))
+
+
+class Normalizer:
+    """uint8 batch -> float batch normalized with per-channel ``mean``/``std`` (given in [0, 1] units)."""
+
+    def __init__(self, mean, std, device, channels_last=False):
+        self.scale = (1.0 / (255.0 * torch.tensor(std, device=device))).view(1, -1, 1, 1)
+        self.shift = (-torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(1, -1, 1, 1)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images):
+        images = images.float() * self.scale + self.shift
+        return images.contiguous(memory_format=self.memory_format)
+
+
+class CachedBatches:
+    """Batches of a DecodedFaces on ``device``: shuffled, cropped, flipped (train) and normalized in bulk."""
+
+    def __init__(self, decoded, batch_size, device, normalizer, train, generator):
+        self.decoded, self.batch_size, self.device = decoded, batch_size, torch.device(device)
+        self.normalize, self.train, self.generator = normalizer, train, generator
+        self.labels = decoded.labels.to(self.device)
+
+    def __len__(self):
+        return (len(self.decoded) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        count = len(self.decoded)
+        order = torch.randperm(count, generator=self.generator) if self.train else torch.arange(count)
+        images = self.decoded.images
+        on_device = images.device == self.device
+        for start in range(0, count, self.batch_size):
+            index = order[start:start + self.batch_size]
+            if on_device:
+                batch = images[index.to(self.device, non_blocking=True)]
+            elif self.device.type == "cuda":
+                batch = images[index].pin_memory().to(self.device, non_blocking=True)
+            else:
+                batch = images[index]
+            if self.train:
+                batch = random_crop_flip(batch, self.generator)
+            yield self.normalize(batch), self.labels[index.to(self.device, non_blocking=True)]
+
+
+class ItemBatches:
+    """Batches of a FacesDataset through a DataLoader with the per-item PIL transform."""
+
+    def __init__(self, dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False):
+        dataset = copy.copy(dataset)
+        dataset.transform = item_transform(mean, std, train)
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator,
+                                 num_workers=workers, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=workers > 0)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            yield images, labels.to(self.device, non_blocking=True)
+
+
+def place_images(decoded, device, max_fraction=0.5):
+    """Move a DecodedFaces' images to ``device`` when they fit in ``max_fraction`` of its free
+    memory, else keep them in (pinned) host memory; returns where they are, for the log."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if decoded.images.numel() <= max_fraction * free:
+            decoded.images = decoded.images.to(device)
+            return f"{device} memory"
+        print(f"note: {decoded.root_path} ({decoded.images.numel() / 2**30:.1f} GiB) does not fit in "
+              f"{max_fraction:.0%} of free GPU memory; keeping it in host memory")
+        decoded.images = decoded.images.pin_memory()
+    return "host memory"
+
+
+def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False):
+    """Batches for a split: the fast path for a DecodedFaces, the per-item path for a FacesDataset."""
+    if isinstance(dataset, DecodedFaces):
+        normalizer = Normalizer(mean, std, device, channels_last)
+        return CachedBatches(dataset, batch_size, device, normalizer, train, generator)
+    return ItemBatches(dataset, batch_size, device, mean, std, train, generator, workers, channels_last)

@@ -1,0 +1,71 @@
+"""Crash-safe file writes and safe checkpoint loading.
+
+Every file the toolkit writes goes to a temporary file in the target folder and is
+renamed into place, so a reader never sees half a file and a failed write leaves the
+previous file intact. Checkpoints are always loaded with ``weights_only=True``.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that is missing, unreadable or of the wrong kind."""
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` and rename the temporary file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, data):
+    """Write ``data`` as indented JSON, atomically."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+    atomic_write(path, write)
+
+
+def save_checkpoint(path, checkpoint):
+    """``torch.save`` a dict of tensors and plain values, atomically."""
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def save_figure(fig, path, dpi=150):
+    """Save a matplotlib figure as PNG, atomically."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+
+
+def load_checkpoint(path, required_keys=("model",)):
+    """Load a checkpoint dict on the CPU without unpickling code (``weights_only=True``).
+
+    Raises CheckpointError with a one-line message naming the file when it is missing,
+    truncated, not a checkpoint, or lacks ``required_keys``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; train a model first (train_main.py) or pass the right path")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({reason[:200]}); "
+                              "expected a file written by train_main.py") from None
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
+        raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys {list(required_keys)}")
+    return checkpoint

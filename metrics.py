@@ -1,0 +1,38 @@
+"""Binary detection metrics shared by training, analysis and prediction (label 1 = fake)."""
+import numpy as np
+from sklearn import metrics as skm
+
+
+def equal_error_rate(labels, fake_scores):
+    """(EER, threshold): the ROC point where false-positive and false-negative rates meet."""
+    false_positive, true_positive, thresholds = skm.roc_curve(labels, fake_scores)
+    false_negative = 1 - true_positive
+    index = int(np.nanargmin(np.abs(false_negative - false_positive)))
+    return float((false_positive[index] + false_negative[index]) / 2), float(thresholds[index])
+
+
+def binary_metrics(labels, fake_scores, threshold=0.5):
+    """Accuracy, balanced accuracy and confusion matrix at ``threshold``; AUC, EER and average
+    precision over all thresholds, or None (undefined) when only one class is present."""
+    labels = np.asarray(labels).astype(int)
+    fake_scores = np.asarray(fake_scores, dtype=np.float64)
+    predictions = (fake_scores >= threshold).astype(int)
+    both_classes = len(np.unique(labels)) == 2
+    result = {
+        "count": int(len(labels)),
+        "real_count": int((labels == 0).sum()),
+        "fake_count": int((labels == 1).sum()),
+        "accuracy": float((predictions == labels).mean()) if len(labels) else None,
+        "balanced_accuracy": None,
+        "auc": None,
+        "eer": None,
+        "eer_threshold": None,
+        "average_precision": None,
+        "confusion_matrix": skm.confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
+    }
+    if both_classes:
+        result["balanced_accuracy"] = float(skm.balanced_accuracy_score(labels, predictions))
+        result["auc"] = float(skm.roc_auc_score(labels, fake_scores))
+        result["eer"], result["eer_threshold"] = equal_error_rate(labels, fake_scores)
+        result["average_precision"] = float(skm.average_precision_score(labels, fake_scores))
+    return result

@@ -1,0 +1,55 @@
+"""Detectors: the course's SimpleNet and the Xception-based model, built by name."""
+import torch
+from torch import nn
+
+from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
+
+MODEL_NAMES = ("SimpleNet", "XceptionBased")
+# SimpleNet is trained from scratch on [-1, 1] inputs; Xception uses its own ImageNet statistics (also [-1, 1]).
+NORMALIZATION = {"SimpleNet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                 "XceptionBased": (XCEPTION_MEAN, XCEPTION_STD)}
+
+
+class SimpleNet(nn.Module):
+    """The course's small CNN for 3x256x256 input: 16,901,762 parameters, 2 logits (real, fake)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 7)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 7)
+        self.conv3 = nn.Conv2d(16, 24, 7)
+        self.fc1 = nn.Linear(24 * 26 * 26, 1024)
+        self.fc2 = nn.Linear(1024, 256)
+        self.fc3 = nn.Linear(256, 2)
+
+    def forward(self, image):
+        features = self.pool(torch.relu(self.conv1(image)))
+        features = self.pool(torch.relu(self.conv2(features)))
+        features = self.pool(torch.relu(self.conv3(features)))
+        features = torch.flatten(features, 1)
+        features = torch.relu(self.fc1(features))
+        features = torch.relu(self.fc2(features))
+        return self.fc3(features)
+
+
+def get_xception_based_model(pretrained=True, weights=None):
+    """Xception backbone with its ``fc`` replaced by 2048-1000-256-64-2 (ReLU between); nothing frozen.
+
+    23,128,786 trainable parameters. See ``build_xception_backbone`` for ``pretrained``/``weights``.
+    """
+    model = build_xception_backbone(pretrained=pretrained, weights=weights)
+    model.fc = nn.Sequential(nn.Linear(2048, 1000), nn.ReLU(),
+                             nn.Linear(1000, 256), nn.ReLU(),
+                             nn.Linear(256, 64), nn.ReLU(),
+                             nn.Linear(64, 2))
+    return model
+
+
+def build_model(name, pretrained=True, weights=None):
+    """The detector called ``name`` (one of MODEL_NAMES); only that model is built."""
+    if name == "SimpleNet":
+        return SimpleNet()
+    if name == "XceptionBased":
+        return get_xception_based_model(pretrained=pretrained, weights=weights)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")

@@ -1,0 +1,254 @@
+"""The training loop: train / validate / test every epoch, JSON metrics, best-on-validation
+checkpoints, and a ``last`` checkpoint that resumes a killed run where it stopped."""
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from faces_dataset import make_batches
+from fileio import CheckpointError, load_checkpoint, save_checkpoint, write_json
+from metrics import binary_metrics
+
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_balanced_acc",
+              "test_loss", "test_acc", "test_auc", "test_balanced_acc", "epoch_seconds", "train_images_per_s")
+SELECTION_METRICS = ("val_acc", "val_auc")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass
+class LoggingParameters:
+    """What a run is called: its outputs are named ``{dataset}_{model}_{optimizer}``."""
+    model_name: str
+    dataset_name: str
+    optimizer_name: str
+    optimizer_params: dict = field(default_factory=dict)
+
+    @property
+    def run_name(self):
+        return f"{self.dataset_name}_{self.model_name}_{self.optimizer_name}"
+
+
+def seed_everything(seed, deterministic=False):
+    """Seed Python, NumPy and torch; optionally make torch choose deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def library_versions():
+    import sklearn
+    import torchvision
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def output_paths(logging_parameters, out_dir="out", checkpoint_dir="checkpoints"):
+    """(metrics JSON, best checkpoint, last checkpoint) paths of a run."""
+    name = logging_parameters.run_name
+    checkpoint_dir = Path(checkpoint_dir)
+    return Path(out_dir) / f"{name}.json", checkpoint_dir / f"{name}.pt", checkpoint_dir / f"{name}_last.pt"
+
+
+class Trainer:
+    """Trains ``model`` on the train split and evaluates it on validation and test each epoch.
+
+    The datasets are ``FacesDataset`` (per-item PIL path) or ``DecodedFaces`` (decoded
+    cache, augmented in bulk on the device); see ``faces_dataset.make_batches``.
+    Averages are exact per-sample means. On CUDA, ``autocast_dtype`` (e.g. torch.bfloat16)
+    and ``channels_last`` speed up large models; on the CPU leave them off.
+    """
+
+    def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
+                 device="cpu", normalization=((0.5,) * 3, (0.5,) * 3), autocast_dtype=None, channels_last=False,
+                 compile_model=False, workers=0, seed=0, selection_metric="val_acc",
+                 out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True):
+        if selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}")
+        self.device = torch.device(device)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=memory_format)
+        self.forward = torch.compile(self.model) if compile_model else self.model
+        self.optimizer, self.criterion, self.batch_size = optimizer, criterion, batch_size
+        self.train_dataset, self.validation_dataset, self.test_dataset = train_dataset, validation_dataset, test_dataset
+        self.autocast_dtype, self.normalization = autocast_dtype, normalization
+        self.selection_metric, self.out_dir, self.checkpoint_dir = selection_metric, out_dir, checkpoint_dir
+        self.config, self.progress = dict(config or {}), progress
+        self.generator = torch.Generator().manual_seed(seed)
+        mean, std = normalization
+        self.train_batches = make_batches(train_dataset, batch_size, self.device, mean, std, True,
+                                          self.generator, workers, channels_last)
+        self.eval_batches = {
+            id(dataset): make_batches(dataset, 2 * batch_size, self.device, mean, std, False,
+                                      self.generator, workers, channels_last)
+            for dataset in (validation_dataset, test_dataset)}
+        self.epoch = 0
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def train_one_epoch(self):
+        """Train for one epoch; returns (average loss, accuracy) over the training samples."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
+        count = 0
+        for step, (images, labels) in enumerate(tqdm(self.train_batches, desc=f"epoch {self.epoch} train",
+                                                     leave=False, disable=not self.progress)):
+            with self._autocast():
+                logits = self.forward(images)
+                loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss = loss.detach()
+            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
+            loss_sum += loss * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            count += len(labels)
+        if first_bad_step.item() >= 0:
+            raise NonFiniteLossError(f"non-finite training loss at epoch {self.epoch}, step {first_bad_step.item()} "
+                                     "(learning rate too high?); the last good checkpoints are kept")
+        return loss_sum.item() / count, correct.item() / count
+
+    @torch.inference_mode()
+    def evaluate(self, dataset):
+        """Loss, accuracy, AUC, balanced accuracy and the fake-class probabilities on ``dataset``."""
+        self.model.eval()
+        batches = self.eval_batches.get(id(dataset))
+        if batches is None:
+            mean, std = self.normalization
+            batches = make_batches(dataset, 2 * self.batch_size, self.device, mean, std, False, self.generator)
+        loss_sum = torch.zeros((), device=self.device)
+        scores, labels_seen = [], []
+        for images, labels in batches:
+            with self._autocast():
+                logits = self.forward(images).float()
+            loss_sum += self.criterion(logits, labels) * len(labels)
+            scores.append(torch.softmax(logits, 1)[:, 1])
+            labels_seen.append(labels)
+        scores = torch.cat(scores).cpu().numpy()
+        labels = torch.cat(labels_seen).cpu().numpy()
+        result = binary_metrics(labels, scores)
+        result["loss"] = loss_sum.item() / len(labels)
+        result["scores"], result["labels"] = scores, labels
+        return result
+
+    def evaluate_model_on_dataloader(self, dataset):
+        """(average loss, accuracy) of the model on ``dataset``."""
+        result = self.evaluate(dataset)
+        return result["loss"], result["accuracy"]
+
+    def validate(self):
+        return self.evaluate_model_on_dataloader(self.validation_dataset)
+
+    def test(self):
+        return self.evaluate_model_on_dataloader(self.test_dataset)
+
+    def _state(self, history, best):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+                "history": history, "best": best, "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "config": self.config}
+
+    def _resume(self, last_path, logging_parameters):
+        state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best"))
+        if state["history"].get("model") != logging_parameters.model_name:
+            raise CheckpointError(f"{last_path}: holds a {state['history'].get('model')} run, "
+                                  f"not {logging_parameters.model_name}; resume with the same -m")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.epoch = state["epoch"]
+        return state["history"], state["best"]
+
+    def run(self, epochs, logging_parameters, resume=False):
+        """Train until ``epochs`` epochs are done; returns the history written to the JSON.
+
+        After every epoch the JSON (``out/{run}.json``) and ``checkpoints/{run}_last.pt`` are
+        rewritten atomically; ``checkpoints/{run}.pt`` holds the epoch with the best
+        ``selection_metric`` (validation only; ties keep the earlier epoch). With ``resume``
+        the run continues from the last checkpoint and its history.
+        """
+        json_path, best_path, last_path = output_paths(logging_parameters, self.out_dir, self.checkpoint_dir)
+        if resume and last_path.exists():
+            history, best = self._resume(last_path, logging_parameters)
+            print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
+        else:
+            history = {"model": logging_parameters.model_name, "dataset": logging_parameters.dataset_name,
+                       "optimizer": {"name": logging_parameters.optimizer_name,
+                                     "params": logging_parameters.optimizer_params},
+                       **{key: [] for key in EPOCH_KEYS}, "best_epoch": None,
+                       "selection_metric": self.selection_metric, "config": self.config,
+                       "versions": library_versions()}
+            best = {"value": -math.inf, "epoch": None}
+        while self.epoch < epochs:
+            self.epoch += 1
+            start = time.perf_counter()
+            train_loss, train_acc = self.train_one_epoch()
+            train_seconds = time.perf_counter() - start
+            val, test = self.evaluate(self.validation_dataset), self.evaluate(self.test_dataset)
+            epoch_record = {"train_loss": train_loss, "train_acc": train_acc,
+                            "val_loss": val["loss"], "val_acc": val["accuracy"], "val_auc": val["auc"],
+                            "val_balanced_acc": val["balanced_accuracy"],
+                            "test_loss": test["loss"], "test_acc": test["accuracy"], "test_auc": test["auc"],
+                            "test_balanced_acc": test["balanced_accuracy"],
+                            "epoch_seconds": time.perf_counter() - start,
+                            "train_images_per_s": len(self.train_dataset) / train_seconds}
+            for key in EPOCH_KEYS:
+                history[key].append(epoch_record[key])
+            value = epoch_record[self.selection_metric]
+            if value is not None and value > best["value"]:
+                best = {"value": value, "epoch": self.epoch}
+                save_checkpoint(best_path, {"model": self.model.state_dict(), "model_name": logging_parameters.model_name,
+                                            "dataset": logging_parameters.dataset_name, "epoch": self.epoch,
+                                            "val_acc": val["accuracy"], "val_auc": val["auc"],
+                                            "threshold": val["eer_threshold"] if val["eer_threshold"] is not None else 0.5,
+                                            "normalization": list(self.normalization), "config": self.config})
+            history["best_epoch"] = best["epoch"]
+            write_json(json_path, history)
+            save_checkpoint(last_path, self._state(history, best))
+            print(format_epoch(self.epoch, epochs, epoch_record))
+        return history
+
+
+def format_epoch(epoch, epochs, record):
+    def show(value):
+        return "  n/a" if value is None else f"{value:.3f}"
+    return (f"epoch {epoch}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.3f} | "
+            f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f} auc {show(record['val_auc'])} | "
+            f"test acc {record['test_acc']:.3f} auc {show(record['test_auc'])} "
+            f"bal.acc {show(record['test_balanced_acc'])} | {record['epoch_seconds']:.1f}s "
+            f"({record['train_images_per_s']:.0f} img/s)")
+
+
+def format_history_table(history):
+    """The per-epoch results of a run as a Markdown table (best-on-validation epoch starred)."""
+    def show(value):
+        return "n/a" if value is None else f"{value:.3f}"
+    lines = ["| epoch | train loss | train acc | val acc | val AUC | test acc | test AUC | test bal. acc | seconds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for index in range(len(history["train_loss"])):
+        star = "*" if history["best_epoch"] == index + 1 else ""
+        lines.append(f"| {index + 1}{star} | {history['train_loss'][index]:.4f} | {show(history['train_acc'][index])} | "
+                     f"{show(history['val_acc'][index])} | {show(history['val_auc'][index])} | "
+                     f"{show(history['test_acc'][index])} | {show(history['test_auc'][index])} | "
+                     f"{show(history['test_balanced_acc'][index])} | {history['epoch_seconds'][index]:.1f} |")
+    return "\n".join(lines)
