@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+from tqdm import tqdm
 
 SIZE = 256
 VERSION = 1
@@ -139,44 +140,47 @@ def synthetic_face(rng):
 
 
 def _make_image(job):
-    dataset, split_index, label, index, seed, path, mask_path = job
-    rng = np.random.default_rng([seed, list(SPLIT_COUNTS).index(dataset), split_index, label, index])
+    kind, split_index, label, index, seed, path, mask_path = job
+    rng = np.random.default_rng([seed, list(SPLIT_COUNTS).index(kind), split_index, label, index])
     if label == 0:
         image, mask = camera(render_face(random_identity(rng)), rng), None
     else:
-        image, mask = face_swap(rng) if dataset == "demo_fakes" else synthetic_face(rng)
+        image, mask = face_swap(rng) if kind == "demo_fakes" else synthetic_face(rng)
     Image.fromarray(_to_uint8(image)).save(path, compress_level=1)
     if mask is not None:
         Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path, compress_level=1)
 
 
+def write_dataset(root, kind="demo_fakes", splits=None, seed=0, workers=None, progress=True):
+    """Write one dataset of ``kind`` (a SPLIT_COUNTS name) under ``root``, with ``splits`` as
+    {split: (real count, fake count)} (default: that kind's). Returns ``root``."""
+    root, splits = Path(root), splits or SPLIT_COUNTS[kind]
+    jobs = []
+    for split_index, (split, counts) in enumerate(splits.items()):
+        for label, (name, count) in enumerate(zip(("real", "fake"), counts)):
+            for folder in (name, "masks") if label else (name,):
+                (root / split / folder).mkdir(parents=True, exist_ok=True)
+            jobs += [(kind, split_index, label, index, seed, root / split / name / f"{index:05d}.png",
+                      root / split / "masks" / f"{index:05d}.png") for index in range(count)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(tqdm(pool.map(_make_image, jobs, chunksize=16), total=len(jobs), disable=not progress,
+                  desc=f"generating {root.name}"))
+    return root
+
+
 def generate(out="data", seed=0, workers=None):
     """Write both demo datasets under ``out``; a dataset already generated with the same seed is kept."""
-    jobs = []
-    for dataset, splits in SPLIT_COUNTS.items():
-        root = Path(out) / dataset
-        manifest = {"version": VERSION, "seed": seed, "splits": splits}
+    for kind, splits in SPLIT_COUNTS.items():
+        root = Path(out) / kind
+        manifest = {"version": VERSION, "seed": seed, "splits": {k: list(v) for k, v in splits.items()}}
         manifest_path = root / "manifest.json"
-        if manifest_path.is_file() and json.loads(manifest_path.read_text()) == json.loads(json.dumps(manifest)):
+        if manifest_path.is_file() and json.loads(manifest_path.read_text()) == manifest:
             print(f"{root}: already generated (seed {seed})")
             continue
-        for split_index, (split, counts) in enumerate(splits.items()):
-            for label, (name, count) in enumerate(zip(("real", "fake"), counts)):
-                for folder in (name, "masks") if label else (name,):
-                    (root / split / folder).mkdir(parents=True, exist_ok=True)
-                for index in range(count):
-                    jobs.append((dataset, split_index, label, index, seed, root / split / name / f"{index:05d}.png",
-                                 root / split / "masks" / f"{index:05d}.png"))
         manifest_path.unlink(missing_ok=True)
-        jobs.append(("manifest", manifest_path, manifest))
-    image_jobs = [job for job in jobs if job[0] != "manifest"]
-    if image_jobs:
-        from tqdm import tqdm
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(tqdm(pool.map(_make_image, image_jobs, chunksize=16), total=len(image_jobs), desc="generating demo data"))
-    for _, manifest_path, manifest in (job for job in jobs if job[0] == "manifest"):
+        write_dataset(root, kind, splits, seed, workers)
         manifest_path.write_text(json.dumps(manifest, indent=2))
-        print(f"{manifest_path.parent}: generated (seed {seed})")
+        print(f"{root}: generated (seed {seed})")
 
 
 def main():

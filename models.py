@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from fileio import CheckpointError, load_checkpoint
 from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
@@ -53,3 +54,23 @@ def build_model(name, pretrained=True, weights=None):
     if name == "XceptionBased":
         return get_xception_based_model(pretrained=pretrained, weights=weights)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+
+
+def load_trained_model(checkpoint_path, device="cpu"):
+    """A detector restored from a checkpoint written by train_main.py, in eval mode.
+
+    Returns ``(model, checkpoint)``; ``checkpoint["normalization"]`` is the (mean, std) its
+    inputs need and ``checkpoint["threshold"]`` its operating threshold on the fake probability.
+    Raises CheckpointError naming the file when it is not such a checkpoint.
+    """
+    checkpoint = load_checkpoint(checkpoint_path, required_keys=("model", "model_name"))
+    name = checkpoint["model_name"]
+    if name not in MODEL_NAMES:
+        raise CheckpointError(f"{checkpoint_path}: unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    model = build_model(name, pretrained=False)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{checkpoint_path}: weights do not fit {name} "
+                              f"({str(error).splitlines()[0][:160]})") from None
+    return model.to(device).eval(), checkpoint

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny generated datasets and a tiny trained run (CPU, seconds)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import demo_data  # noqa: E402
+
+TINY_SPLITS = {"train": (12, 12), "val": (6, 6), "test": (6, 6)}
+
+
+@pytest.fixture(scope="session")
+def tiny_fakes(tmp_path_factory):
+    """A tiny demo_fakes-style dataset (train 12+12, val 6+6, test 6+6) with masks."""
+    return demo_data.write_dataset(tmp_path_factory.mktemp("data") / "tiny_fakes", "demo_fakes", TINY_SPLITS,
+                                   workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_fakes, tmp_path_factory):
+    """A 2-epoch SimpleNet run on tiny_fakes: returns dict of paths (dataset, out_dir, checkpoint_dir, json, best, last)."""
+    import train_main
+    work = tmp_path_factory.mktemp("run")
+    out_dir, checkpoint_dir = work / "out", work / "checkpoints"
+    code = train_main.main(["-m", "SimpleNet", "-d", str(tiny_fakes), "-o", "Adam", "--lr", "0.0005", "-b", "8",
+                            "-e", "2", "--device", "cpu", "--out-dir", str(out_dir),
+                            "--checkpoint-dir", str(checkpoint_dir), "--cache-dir", str(work / "cache")])
+    assert code == 0
+    name = "tiny_fakes_SimpleNet_Adam"
+    return {"dataset": tiny_fakes, "out_dir": out_dir, "checkpoint_dir": checkpoint_dir,
+            "json": out_dir / f"{name}.json", "best": checkpoint_dir / f"{name}.pt",
+            "last": checkpoint_dir / f"{name}_last.pt"}
