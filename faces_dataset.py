@@ -212,21 +212,28 @@ def item_transform(mean, std, train):
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(mean, std)])
 
 
-def random_crop_flip(images, generator, padding=CROP_PADDING):
-    """Batched RandomCrop(size, padding) + RandomHorizontalFlip on a uint8 (or float) batch.
+def draw_crop_flip(count, generator, padding=CROP_PADDING):
+    """Random crop offsets (2 x count, 0..2*padding) and flips (count,) from a CPU ``generator``."""
+    offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
+    return offsets, torch.rand(count, generator=generator) < 0.5
 
-    Crop offsets (0..2*padding per axis) and flips are drawn from ``generator`` (a CPU
-    generator, so results do not depend on the device) and applied with one gather.
-    """
+
+def crop_flip(images, offsets, flips, padding=CROP_PADDING):
+    """Crop each image of a batch at ``offsets`` from its ``padding``-zero-padded copy, then flip
+    where ``flips``: RandomCrop(size, padding) + RandomHorizontalFlip as two gathers."""
     batch, channels, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(images.device, non_blocking=True)
-    flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device, non_blocking=True)
     rows = torch.arange(height, device=images.device) + offsets[0][:, None]
     columns = torch.arange(width, device=images.device)
     columns = torch.where(flips[:, None], width - 1 - columns, columns) + offsets[1][:, None]
     images = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, padded.shape[3]))
     return images.gather(3, columns[:, None, None, :].expand(batch, channels, height, width))
+
+
+def random_crop_flip(images, generator, padding=CROP_PADDING):
+    """Batched RandomCrop + RandomHorizontalFlip with parameters drawn from ``generator``."""
+    offsets, flips = draw_crop_flip(len(images), generator, padding)
+    return crop_flip(images, offsets.to(images.device), flips.to(images.device), padding)
 
 
 class Normalizer:
@@ -254,21 +261,26 @@ class CachedBatches:
         return (len(self.decoded) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
+        """One epoch. The order and augmentation of the whole epoch are drawn up front and sent
+        to the device once, so the loop itself never waits on the host."""
         count = len(self.decoded)
         order = torch.randperm(count, generator=self.generator) if self.train else torch.arange(count)
+        if self.train:
+            offsets, flips = draw_crop_flip(count, self.generator)
+            offsets, flips = offsets.to(self.device), flips.to(self.device)
         images = self.decoded.images
-        on_device = images.device == self.device
+        order_on_device = order.to(self.device)
         for start in range(0, count, self.batch_size):
-            index = order[start:start + self.batch_size]
-            if on_device:
-                batch = images[index.to(self.device, non_blocking=True)]
-            elif self.device.type == "cuda":
-                batch = images[index].pin_memory().to(self.device, non_blocking=True)
-            else:
+            index = order_on_device[start:start + self.batch_size]
+            if images.device == self.device:
                 batch = images[index]
+            elif self.device.type == "cuda":
+                batch = images[order[start:start + self.batch_size]].pin_memory().to(self.device, non_blocking=True)
+            else:
+                batch = images[order[start:start + self.batch_size]]
             if self.train:
-                batch = random_crop_flip(batch, self.generator)
-            yield self.normalize(batch), self.labels[index.to(self.device, non_blocking=True)]
+                batch = crop_flip(batch, offsets[:, start:start + self.batch_size], flips[start:start + self.batch_size])
+            yield self.normalize(batch), self.labels[index]
 
 
 class ItemBatches:

@@ -51,6 +51,15 @@ def save_figure(fig, path, dpi=150):
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
 
 
+def _load_failure_reason(error):
+    """One readable line of why torch.load refused a file."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    unsafe = [line for line in lines if "Unsupported global" in line]
+    if unsafe:
+        return unsafe[0].split(" was not an allowed global")[0] + " (refused: unpickling it could run code)"
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
 def load_checkpoint(path, required_keys=("model",)):
     """Load a checkpoint dict on the CPU without unpickling code (``weights_only=True``).
 
@@ -63,8 +72,7 @@ def load_checkpoint(path, required_keys=("model",)):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({reason[:200]}); "
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({_load_failure_reason(error)}); "
                               "expected a file written by train_main.py") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys {list(required_keys)}")

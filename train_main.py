@@ -17,9 +17,10 @@ import torch
 
 from faces_dataset import DatasetError, FacesDataset, decode_dataset, place_images
 from fileio import CheckpointError
-from models import MODEL_NAMES, NORMALIZATION, build_model
+from models import MODEL_NAMES, NORMALIZATION, build_model, precision_settings
 from trainer import (SELECTION_METRICS, LoggingParameters, NonFiniteLossError, Trainer, format_history_table,
                      output_paths, seed_everything)
+from xception import WeightsUnavailableError
 
 SPLITS = ("train", "val", "test")
 OPTIMIZERS = ("SGD", "Adam")
@@ -123,24 +124,22 @@ def load_splits(args):
 def main(argv=None):
     args, logging_parameters = parse_args(argv)
     seed_everything(args.seed, args.deterministic)
-    use_amp = args.device.startswith("cuda") and (args.amp == "bf16" or (args.amp == "auto" and args.model == "XceptionBased"))
+    autocast_dtype, channels_last = precision_settings(args.model, args.device, args.amp)
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    config.update(autocast="bf16" if use_amp else "off", channels_last=use_amp)
+    config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
     try:
         train, val, test = load_splits(args)
         model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights)
         trainer = Trainer(model, build_optimizer(args.optimizer, model.parameters(), logging_parameters.optimizer_params),
                           torch.nn.CrossEntropyLoss(), args.batch_size, train, val, test, device=args.device,
-                          normalization=NORMALIZATION[args.model], autocast_dtype=torch.bfloat16 if use_amp else None,
-                          channels_last=use_amp, compile_model=args.compile,
+                          normalization=NORMALIZATION[args.model], autocast_dtype=autocast_dtype,
+                          channels_last=channels_last, compile_model=args.compile,
                           workers=args.workers if args.no_cache and args.workers else 0, seed=args.seed,
                           selection_metric=args.selection_metric, out_dir=args.out_dir,
                           checkpoint_dir=args.checkpoint_dir, config=config)
         start = time.perf_counter()
         history = trainer.run(args.epochs, logging_parameters, resume=args.resume)
-    except (DatasetError, CheckpointError, NonFiniteLossError, RuntimeError) as error:
-        if not isinstance(error, (DatasetError, CheckpointError, NonFiniteLossError)) and "--weights" not in str(error):
-            raise
+    except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     json_path, best_path, last_path = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)

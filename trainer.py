@@ -50,8 +50,9 @@ def seed_everything(seed, deterministic=False):
 def library_versions():
     import sklearn
     import torchvision
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__}
 
 
 def output_paths(logging_parameters, out_dir="out", checkpoint_dir="checkpoints"):
@@ -93,7 +94,7 @@ class Trainer:
             id(dataset): make_batches(dataset, 2 * batch_size, self.device, mean, std, False,
                                       self.generator, workers, channels_last)
             for dataset in (validation_dataset, test_dataset)}
-        self.epoch = 0
+        self.epoch, self.history, self.best = 0, None, None
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -185,20 +186,22 @@ class Trainer:
         After every epoch the JSON (``out/{run}.json``) and ``checkpoints/{run}_last.pt`` are
         rewritten atomically; ``checkpoints/{run}.pt`` holds the epoch with the best
         ``selection_metric`` (validation only; ties keep the earlier epoch). With ``resume``
-        the run continues from the last checkpoint and its history.
+        the run continues from the last checkpoint and its history; calling ``run`` again on
+        the same trainer continues in memory.
         """
         json_path, best_path, last_path = output_paths(logging_parameters, self.out_dir, self.checkpoint_dir)
         if resume and last_path.exists():
-            history, best = self._resume(last_path, logging_parameters)
+            self.history, self.best = self._resume(last_path, logging_parameters)
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
-        else:
-            history = {"model": logging_parameters.model_name, "dataset": logging_parameters.dataset_name,
-                       "optimizer": {"name": logging_parameters.optimizer_name,
-                                     "params": logging_parameters.optimizer_params},
-                       **{key: [] for key in EPOCH_KEYS}, "best_epoch": None,
-                       "selection_metric": self.selection_metric, "config": self.config,
-                       "versions": library_versions()}
-            best = {"value": -math.inf, "epoch": None}
+        elif self.history is None:
+            self.history = {"model": logging_parameters.model_name, "dataset": logging_parameters.dataset_name,
+                            "optimizer": {"name": logging_parameters.optimizer_name,
+                                          "params": logging_parameters.optimizer_params},
+                            **{key: [] for key in EPOCH_KEYS}, "best_epoch": None,
+                            "selection_metric": self.selection_metric, "config": self.config,
+                            "versions": library_versions()}
+            self.best = {"value": -math.inf, "epoch": None}
+        history, best = self.history, self.best
         while self.epoch < epochs:
             self.epoch += 1
             start = time.perf_counter()
@@ -216,7 +219,7 @@ class Trainer:
                 history[key].append(epoch_record[key])
             value = epoch_record[self.selection_metric]
             if value is not None and value > best["value"]:
-                best = {"value": value, "epoch": self.epoch}
+                best.update(value=value, epoch=self.epoch)
                 save_checkpoint(best_path, {"model": self.model.state_dict(), "model_name": logging_parameters.model_name,
                                             "dataset": logging_parameters.dataset_name, "epoch": self.epoch,
                                             "val_acc": val["accuracy"], "val_auc": val["auc"],

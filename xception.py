@@ -9,6 +9,10 @@ XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
 
 
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but cannot be had offline."""
+
+
 def _to_timm_layout(state_dict):
     """Rename the original (Cadene / FaceForensics) keys to timm's: ``last_linear`` -> ``fc``,
     an optional ``model.`` or ``module.`` prefix dropped, 2-D pointwise kernels made 4-D."""
@@ -50,7 +54,7 @@ def build_xception_backbone(pretrained=False, weights=None):
 
     ``weights``: a local state dict file (timm or Cadene layout), loaded whatever
     ``pretrained`` says. ``pretrained`` without ``weights``: timm's ImageNet weights from
-    its cache or the internet; when they cannot be had this raises a RuntimeError naming
+    its cache or the internet; when they cannot be had this raises WeightsUnavailableError naming
     ``--weights FILE`` and ``--no-pretrained`` rather than falling back to random weights.
     """
     import timm
@@ -62,7 +66,7 @@ def build_xception_backbone(pretrained=False, weights=None):
     try:
         return timm.create_model("legacy_xception", pretrained=True)
     except Exception as error:
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             "could not get ImageNet Xception weights offline "
             f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); pass a local file with "
             "--weights FILE (timm 'legacy_xception' or Cadene 'xception' state dict) or train from "

@@ -1,0 +1,225 @@
+import io
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import faces_dataset
+from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, decode_dataset, item_transform, load_image,
+                           make_batches, random_crop_flip)
+
+
+def write_image(path, size=(256, 256), colour=(128, 64, 32), mode="RGB", **save_args):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path, **save_args)
+    return path
+
+
+@pytest.fixture
+def small_split(tmp_path):
+    for index in range(3):
+        write_image(tmp_path / "real" / f"r{2 - index}.png", colour=(10 * index, 0, 0))
+    for index in range(2):
+        write_image(tmp_path / "fake" / f"f{index}.jpg", colour=(0, 200, 10 * index))
+    return tmp_path
+
+
+def test_labels_length_and_sorted_order(small_split):
+    dataset = FacesDataset(small_split)
+    assert len(dataset) == 5
+    assert [path.name for path in dataset.files] == ["r0.png", "r1.png", "r2.png", "f0.jpg", "f1.jpg"]
+    assert dataset.labels == [0, 0, 0, 1, 1]
+    image, label = dataset[3]
+    assert image.shape == (3, 256, 256) and image.dtype == torch.float32 and label == 1
+    assert 0.0 <= image.min() and image.max() <= 1.0
+
+
+def test_transform_is_applied(small_split):
+    dataset = FacesDataset(small_split, transform=lambda image: "transformed")
+    assert dataset[0] == ("transformed", 0)
+
+
+def test_non_images_hidden_files_and_nested_folders(small_split):
+    (small_split / "real" / ".DS_Store").write_bytes(b"\0\1")
+    (small_split / "real" / "notes.txt").write_text("hello")
+    write_image(small_split / "real" / "nested" / "deeper.png")
+    dataset = FacesDataset(small_split)
+    assert [path.name for path in dataset.real_image_files] == ["deeper.png", "r0.png", "r1.png", "r2.png"]
+
+
+@pytest.mark.parametrize("missing", ["root", "real", "fake"])
+def test_missing_folders_name_the_path(small_split, missing):
+    root = small_split / "nowhere" if missing == "root" else small_split
+    if missing != "root":
+        shutil.rmtree(small_split / missing)
+    with pytest.raises(DatasetError, match=str(root / missing) if missing != "root" else "nowhere"):
+        FacesDataset(root)
+
+
+def test_class_without_images(small_split):
+    for path in (small_split / "fake").iterdir():
+        path.unlink()
+    with pytest.raises(DatasetError, match="fake.*no images"):
+        FacesDataset(small_split)
+
+
+def test_corrupt_image_named_in_error(small_split):
+    (small_split / "fake" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    dataset = FacesDataset(small_split)
+    with pytest.raises(DatasetError, match="broken.jpg"):
+        dataset[dataset.files.index(small_split / "fake" / "broken.jpg")]
+
+
+def test_image_modes_and_sizes_become_rgb_256(tmp_path):
+    cases = {
+        "gray.png": write_image(tmp_path / "gray.png", mode="L", colour=100),
+        "rgba.png": write_image(tmp_path / "rgba.png", mode="RGBA", colour=(1, 2, 3, 4)),
+        "palette.png": write_image(tmp_path / "palette.png", mode="P", colour=5),
+        "cmyk.jpg": write_image(tmp_path / "cmyk.jpg", mode="CMYK", colour=(0, 0, 0, 0)),
+        "small.bmp": write_image(tmp_path / "small.bmp", size=(8, 8)),
+        "wide.webp": write_image(tmp_path / "wide.webp", size=(400, 300)),
+    }
+    deep = np.full((20, 20), 65535, dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    cases["deep.png"] = tmp_path / "deep.png"
+    for name, path in cases.items():
+        image = load_image(path)
+        assert image.mode == "RGB" and image.size == (256, 256), name
+    assert np.asarray(load_image(tmp_path / "deep.png")).min() == 255
+    assert np.asarray(load_image(tmp_path / "cmyk.jpg")).mean() > 200
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    array = np.zeros((256, 256, 3), dtype=np.uint8)
+    array[:, :128] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotated 180 degrees: the white half must end on the right
+    Image.fromarray(array).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    image = np.asarray(load_image(tmp_path / "rotated.jpg"))
+    assert image[:, :100].mean() < 30 and image[:, -100:].mean() > 220
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(faces_dataset, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(faces_dataset.Image, "MAX_IMAGE_PIXELS", 1000)
+    write_image(tmp_path / "bomb.png", size=(100, 100))
+    with pytest.raises(DatasetError, match="bomb.png.*too large"):
+        load_image(tmp_path / "bomb.png")
+
+
+def test_decode_matches_per_item_images(small_split, tmp_path):
+    dataset = FacesDataset(small_split)
+    decoded = decode_dataset(dataset, cache_dir=tmp_path / "cache", workers=2, progress=False)
+    assert decoded.images.shape == (5, 3, 256, 256) and decoded.images.dtype == torch.uint8
+    assert decoded.labels.tolist() == dataset.labels
+    for index in range(len(dataset)):
+        expected = torch.from_numpy(np.array(load_image(dataset.files[index]))).permute(2, 0, 1)
+        assert torch.equal(decoded.images[index], expected)
+
+
+def test_cache_is_reused_and_invalidated_by_changes(small_split, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = decode_dataset(FacesDataset(small_split), cache_dir=cache, progress=False)
+    assert len(list(cache.glob("*.pt"))) == 1
+
+    def no_decoding(path):
+        raise AssertionError("decoded again although cached")
+    monkeypatch.setattr(faces_dataset, "_decode_one", no_decoding)
+    second = decode_dataset(FacesDataset(small_split), cache_dir=cache, progress=False)
+    assert torch.equal(first.images, second.images)
+    monkeypatch.undo()
+    write_image(small_split / "fake" / "f9.png", colour=(1, 2, 3))
+    third = decode_dataset(FacesDataset(small_split), cache_dir=cache, progress=False)
+    assert len(third) == 6 and len(list(cache.glob("*.pt"))) == 2
+
+
+def test_decode_skips_bad_files_unless_strict(small_split, tmp_path, capsys):
+    (small_split / "real" / "empty.png").write_bytes(b"")
+    decoded = decode_dataset(FacesDataset(small_split), cache_dir=None, progress=False)
+    assert len(decoded) == 5 and "empty.png" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match="empty.png"):
+        decode_dataset(FacesDataset(small_split), cache_dir=None, strict=True, progress=False)
+
+
+def test_decode_fails_when_a_class_has_no_readable_image(small_split):
+    for path in (small_split / "fake").iterdir():
+        path.write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="fake.*no readable images"):
+        decode_dataset(FacesDataset(small_split), cache_dir=None, progress=False)
+
+
+def augmentation_parameters(batch):
+    """Recover (row offset, column offset, flipped) from augmented copies of the coded image below."""
+    params = []
+    for image in batch:
+        code = image[0].to(torch.int64)
+        rows = (code > 0).any(1).nonzero()
+        columns = (code > 0).any(0).nonzero()
+        top, left = int(rows[0]), int(columns[0])
+        flipped = bool(image[1, top, left] > image[1, top, int(columns[-1])])
+        params.append((top, left, flipped))
+    return params
+
+
+def coded_image():
+    """A uint8 image whose augmented copies reveal the crop offset (zero padding) and flip."""
+    image = torch.full((3, 256, 256), 1, dtype=torch.uint8)
+    image[1] = torch.linspace(10, 250, 256).to(torch.uint8)[None, :]
+    return image
+
+
+def test_bulk_and_per_item_augmentation_have_the_same_distribution():
+    draws = 3000
+    generator = torch.Generator().manual_seed(0)
+    bulk = random_crop_flip(coded_image()[None].repeat(draws, 1, 1, 1), generator)
+    transform = item_transform((0.0,) * 3, (1 / 255,) * 3, train=True)
+    pil_image = Image.fromarray(coded_image().permute(1, 2, 0).numpy())
+    torch.manual_seed(0)
+    per_item = torch.stack([transform(pil_image).round().to(torch.uint8) for _ in range(draws)])
+    for params in (augmentation_parameters(bulk), augmentation_parameters(per_item)):
+        tops = np.array([p[0] for p in params])
+        flips = np.array([p[2] for p in params])
+        assert set(tops) == set(range(5)) | {0}  # zero padding shows as offset 0..4 from the top edge
+        assert abs(flips.mean() - 0.5) < 0.04
+    bulk_counts = np.bincount([p[0] * 10 + p[1] for p in augmentation_parameters(bulk)], minlength=100)
+    item_counts = np.bincount([p[0] * 10 + p[1] for p in augmentation_parameters(per_item)], minlength=100)
+    expected = draws * np.bincount([min(4, max(0, 4 - r)) * 10 + min(4, max(0, 4 - c))
+                                    for r in range(9) for c in range(9)], minlength=100) / 81
+    for counts in (bulk_counts, item_counts):
+        observed = counts[expected > 0]
+        chi_square = ((observed - expected[expected > 0]) ** 2 / expected[expected > 0]).sum()
+        assert chi_square < 60  # 24 degrees of freedom: p < 1e-4 above this
+
+
+def test_bulk_crop_flip_matches_torchvision_for_given_parameters():
+    image = torch.randint(0, 255, (1, 3, 256, 256), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(3)
+    state = generator.get_state()
+    out = random_crop_flip(image, generator)
+    generator.set_state(state)
+    top, left = torch.randint(0, 9, (2, 1), generator=generator)[:, 0].tolist()
+    flip = bool(torch.rand(1, generator=generator)[0] < 0.5)
+    expected = torch.nn.functional.pad(image, (4,) * 4)[..., top:top + 256, left:left + 256]
+    expected = expected.flip(-1) if flip else expected
+    assert torch.equal(out, expected)
+
+
+def test_both_batch_paths_normalize_eval_images_identically(small_split):
+    dataset = FacesDataset(small_split)
+    decoded = decode_dataset(dataset, cache_dir=None, progress=False)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    generator = torch.Generator().manual_seed(0)
+    fast = list(make_batches(decoded, 4, "cpu", mean, std, False, generator))
+    slow = list(make_batches(dataset, 4, "cpu", mean, std, False, generator))
+    assert len(fast) == len(slow) == 2
+    for (fast_images, fast_labels), (slow_images, slow_labels) in zip(fast, slow):
+        assert torch.allclose(fast_images, slow_images, atol=1e-5)
+        assert torch.equal(fast_labels, slow_labels)
+
+
+def test_decoded_faces_item_access():
+    decoded = DecodedFaces(torch.zeros(2, 3, 256, 256, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"], ".")
+    image, label = decoded[1]
+    assert image.shape == (3, 256, 256) and label == 1 and len(decoded) == 2

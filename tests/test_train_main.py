@@ -1,0 +1,101 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_end_to_end_outputs(tiny_run):
+    history = json.loads(tiny_run["json"].read_text())
+    for key in ("model", "dataset", "optimizer", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
+                "test_acc", "val_auc", "test_auc", "test_balanced_acc", "epoch_seconds", "train_images_per_s",
+                "config", "versions", "best_epoch"):
+        assert key in history, key
+    assert history["dataset"] == "tiny_fakes" and history["optimizer"]["name"] == "Adam"
+    assert all(0.0 <= value <= 1.0 for value in history["val_acc"] + history["test_acc"])
+    assert history["config"]["batch_size"] == 8 and history["config"]["seed"] == 0
+    best = torch.load(tiny_run["best"], map_location="cpu", weights_only=True)
+    assert best["model_name"] == "SimpleNet" and best["epoch"] == history["best_epoch"]
+    assert 0.0 <= best["threshold"] <= 1.0
+    last = torch.load(tiny_run["last"], map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2 and last["history"]["train_loss"] == history["train_loss"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "0"], "--lr must be > 0"),
+    (["-e", "0"], "--epochs must be >= 1"),
+    (["-b", "0"], "--batch_size must be >= 1"),
+    (["-m", "ResNet"], "invalid choice: 'ResNet'"),
+    (["-o", "RMSprop"], "invalid choice: 'RMSprop'"),
+    (["--weights", "missing.pth"], "missing.pth: file not found"),
+])
+def test_bad_arguments_exit_2_and_write_nothing(tiny_fakes, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"),
+                         "--checkpoint-dir", str(tmp_path / "ck")] + flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
+
+
+def test_missing_dataset_names_the_fix(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(["-d", "no_such_dataset", "--data-root", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "demo_data.py" in capsys.readouterr().err
+
+
+def test_dataset_name_resolves_under_data_root(tiny_fakes):
+    assert train_main.resolve_dataset("tiny_fakes", tiny_fakes.parent) == tiny_fakes
+    assert train_main.resolve_dataset(str(tiny_fakes), "elsewhere") == tiny_fakes
+
+
+def test_refuses_to_overwrite_an_earlier_run(tiny_run, capsys):
+    before = tiny_run["best"].read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(["-m", "SimpleNet", "-d", str(tiny_run["dataset"]), "-o", "Adam",
+                         "--out-dir", str(tiny_run["out_dir"]), "--checkpoint-dir", str(tiny_run["checkpoint_dir"])])
+    assert exit_info.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert tiny_run["best"].read_bytes() == before
+
+
+def test_per_item_path_trains(tiny_fakes, tmp_path):
+    code = train_main.main(["-d", str(tiny_fakes), "-o", "Adam", "-b", "8", "-e", "1", "--no-cache", "--device", "cpu",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck")])
+    assert code == 0
+    history = json.loads((tmp_path / "out" / "tiny_fakes_SimpleNet_Adam.json").read_text())
+    assert history["config"]["no_cache"] is True and len(history["train_loss"]) == 1
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tiny_fakes, tmp_path):
+    command = [sys.executable, str(ROOT / "train_main.py"), "-d", str(tiny_fakes), "-o", "Adam", "-b", "2", "-e", "3",
+               "--device", "cpu", "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+               "--cache-dir", str(tmp_path / "cache")]
+    json_path = tmp_path / "out" / "tiny_fakes_SimpleNet_Adam.json"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not json_path.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = json.loads(json_path.read_text())
+    done = len(killed["train_loss"])
+    assert 1 <= done < 3
+    assert all(len(killed[key]) == done for key in ("val_acc", "test_acc", "epoch_seconds"))
+    assert torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_Adam_last.pt", weights_only=True)["epoch"] == done
+    subprocess.run(command + ["--resume"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished = json.loads(json_path.read_text())
+    assert len(finished["train_loss"]) == 3
+    assert finished["train_loss"][:done] == killed["train_loss"]

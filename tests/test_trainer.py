@@ -1,0 +1,103 @@
+import json
+
+import pytest
+import torch
+
+from faces_dataset import DecodedFaces
+from models import SimpleNet
+from trainer import LoggingParameters, NonFiniteLossError, Trainer, output_paths, seed_everything
+
+
+def learnable_split(count, seed):
+    """Dark noise images are real, bright noise images are fake."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % 2
+    base = torch.where(labels[:, None, None, None] == 1, 150, 60)
+    images = (base + torch.randint(0, 60, (count, 3, 256, 256), generator=generator)).to(torch.uint8)
+    return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
+
+
+def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0):
+    seed_everything(seed, deterministic=True)
+    model = SimpleNet()
+    return Trainer(model, torch.optim.Adam(model.parameters(), lr=lr), torch.nn.CrossEntropyLoss(), batch_size,
+                   learnable_split(30, 1), learnable_split(10, 2), learnable_split(10, 3), seed=seed,
+                   out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False)
+
+
+PARAMETERS = LoggingParameters("SimpleNet", "toy", "Adam", {"lr": 1e-4})
+
+
+def test_loss_falls_and_outputs_are_complete_after_each_epoch(tmp_path):
+    trainer = make_trainer(tmp_path)
+    json_path, best_path, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    for epochs in (1, 2, 3):
+        trainer.run(epochs, PARAMETERS)
+        history = json.loads(json_path.read_text())
+        assert all(len(history[key]) == epochs for key in ("train_loss", "val_acc", "test_auc", "epoch_seconds"))
+        assert torch.load(last_path, weights_only=True)["epoch"] == epochs
+        assert best_path.is_file()
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["val_acc"][-1] == 1.0
+    assert history["model"] == "SimpleNet" and history["optimizer"] == {"name": "Adam", "params": {"lr": 1e-4}}
+    assert "torch" in history["versions"]
+
+
+def test_averages_are_exact_per_sample_means(tmp_path):
+    trainer = make_trainer(tmp_path, batch_size=4)  # 10 samples: batches of 4, 4, 2
+    dataset = trainer.validation_dataset
+    loss, accuracy = trainer.evaluate_model_on_dataloader(dataset)
+    with torch.no_grad():
+        images = (dataset.images.float() / 255 - 0.5) / 0.5
+        logits = trainer.model.eval()(images)
+    expected_loss = torch.nn.functional.cross_entropy(logits, dataset.labels).item()
+    expected_accuracy = (logits.argmax(1) == dataset.labels).float().mean().item()
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert accuracy == pytest.approx(expected_accuracy)
+    assert trainer.validate() == (loss, accuracy)
+
+
+def test_best_checkpoint_is_chosen_on_validation_only(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path)
+    val_accuracies = iter([0.6, 0.9, 0.7])
+    test_accuracies = iter([0.99, 0.1, 0.99])
+    real_evaluate = trainer.evaluate
+
+    def scripted(dataset):
+        result = real_evaluate(dataset)
+        result["accuracy"] = next(val_accuracies if dataset is trainer.validation_dataset else test_accuracies)
+        return result
+    monkeypatch.setattr(trainer, "evaluate", scripted)
+    history = trainer.run(3, PARAMETERS)
+    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    assert history["best_epoch"] == 2
+    assert torch.load(best_path, weights_only=True)["epoch"] == 2
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    uninterrupted = make_trainer(tmp_path / "a")
+    uninterrupted.run(3, PARAMETERS)
+
+    interrupted = make_trainer(tmp_path / "b")
+    interrupted.run(2, PARAMETERS)
+    resumed = make_trainer(tmp_path / "b", seed=123)  # a fresh process: state must come from the checkpoint
+    history = resumed.run(3, PARAMETERS, resume=True)
+    assert len(history["train_loss"]) == 3
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    json_a = json.loads((tmp_path / "a" / "out" / "toy_SimpleNet_Adam.json").read_text())
+    assert history["train_loss"] == json_a["train_loss"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.run(1, PARAMETERS)
+    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    good = torch.load(last_path, weights_only=True)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 1e12
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step \d+"):
+        trainer.run(3, PARAMETERS)
+    kept = torch.load(last_path, weights_only=True)
+    assert kept["epoch"] == 1 and torch.equal(kept["model"]["fc3.weight"], good["model"]["fc3.weight"])
+    assert len(json.loads((tmp_path / "out" / "toy_SimpleNet_Adam.json").read_text())["train_loss"]) == 1
