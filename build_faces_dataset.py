@@ -1,0 +1,263 @@
+"""Turn folders of real and fake photos and videos into the training layout.
+
+    python build_faces_dataset.py --real raw/real --fake raw/fake -o data/my_faces --frames 10
+
+Every photo, and ``--frames`` evenly spaced frames of every video (.mp4 .avi .mov .mkv
+.webm .m4v .mpg .mpeg, read with OpenCV), is searched for its largest face (see
+face_detection.py: OpenCV's bundled Haar cascade, square crop enlarged 1.3x, 256x256).
+The crops are written as PNG to ``<out>/{train,val,test}/{real,fake}/``, ready for
+``train_main.py -d <out>``.
+
+Splits are made by source so that no source is on two sides: all frames of one video go
+to one split, and so does each photo, or with ``--group-by folder`` each sub-folder (one
+person's photos; a sub-folder of the same name under --real and --fake, such as
+real/id07/ and fake/id07/, is one group). Sources are shuffled with ``--seed`` and cut by
+``--ratios`` (train val test, by number of sources) separately for real-only, fake-only
+and mixed groups, so every split gets both classes when there are enough sources.
+
+``<out>/manifest.csv`` lists every crop (image, label, split, source, group, frame, face
+box in source pixels) and every source or frame where no face was found or the file could
+not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable or
+a split was left without real or fake images, 2 for a usage error.
+"""
+import argparse
+import csv
+import os
+import random
+import shutil
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from face_detection import ENLARGE, FaceCropper, FaceDetectorError, read_photo
+from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError
+from fileio import atomic_write
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+SPLITS = ("train", "val", "test")
+MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
+                   "face_x", "face_y", "face_w", "face_h", "status")
+STAGING = ".staging"
+MAX_LISTED = 20
+
+
+def list_sources(folder):
+    """Photos and videos under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
+    folder = Path(folder)
+    return sorted(path for path in folder.rglob("*")
+                  if path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS and path.is_file()
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
+def frame_indices(total, count):
+    """``count`` evenly spaced frame indices of a ``total``-frame video, first and last included."""
+    return sorted(set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()))
+
+
+def video_frames(path, count):
+    """``(frame index, RGB uint8 frame)`` for ``count`` evenly spaced frames of a video.
+
+    Frames are decoded in order (reliable for every codec, unlike seeking). Raises
+    DatasetError naming the file when OpenCV cannot open or decode it.
+    """
+    import cv2
+    capture = cv2.VideoCapture(str(path))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    if capture.isOpened() and total <= 0:
+        while capture.grab():
+            total += 1
+        capture.release()
+        capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened() or total <= 0:
+        capture.release()
+        raise DatasetError(f"{path}: cannot read video (OpenCV found no frames); re-encode it (e.g. to H.264 .mp4) or remove it")
+    wanted = frame_indices(total, count)
+    frames, index = [], 0
+    while index <= wanted[-1] and capture.grab():
+        if index in wanted:
+            ok, frame = capture.retrieve()
+            if ok:
+                frames.append((index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+        index += 1
+    capture.release()
+    if not frames:
+        raise DatasetError(f"{path}: cannot decode any frame; re-encode it (e.g. to H.264 .mp4) or remove it")
+    return frames
+
+
+def split_counts(count, ratios):
+    """Sources per split for ``count`` sources: largest-remainder rounding of ``ratios``, then one
+    source moved from train to each empty val/test split with a positive ratio while train keeps one."""
+    counts = [int(count * ratio) for ratio in ratios]
+    remainders = sorted(range(len(ratios)), key=lambda i: count * ratios[i] - counts[i], reverse=True)
+    for i in remainders[:count - sum(counts)]:
+        counts[i] += 1
+    for i in (1, 2):
+        if ratios[i] > 0 and counts[i] == 0 and counts[0] > 1:
+            counts[i], counts[0] = 1, counts[0] - 1
+    return counts
+
+
+def assign_splits(group_labels, ratios, seed):
+    """{group: split}. ``group_labels`` maps each group to the set of labels it holds; groups of
+    each kind (real only, fake only, both) are shuffled with ``seed`` and cut by ``ratios``."""
+    strata = defaultdict(list)
+    for group in sorted(group_labels):
+        strata[tuple(sorted(group_labels[group]))].append(group)
+    assignment = {}
+    for kind in sorted(strata):
+        groups = strata[kind]
+        random.Random(f"{seed}-{kind}").shuffle(groups)
+        start = 0
+        for split, size in zip(SPLITS, split_counts(len(groups), ratios)):
+            assignment.update((group, split) for group in groups[start:start + size])
+            start += size
+    return assignment
+
+
+def group_of(label, relative, group_by):
+    """The split group of a source: its own path (per class), or its sub-folder (shared by both classes)."""
+    if group_by == "folder" and relative.parent != Path("."):
+        return relative.parent.as_posix()
+    return f"{label}/{relative.as_posix()}"
+
+
+def crop_source(path, cropper, frames):
+    """Manifest rows for one source: one per face found (with the crop as ``crop``), one per frame or
+    photo without a face, or a single 'unreadable' row."""
+    base = {"source": str(path), "frame": None, "face_box": None, "crop": None}
+    try:
+        images = video_frames(path, frames) if path.suffix.lower() in VIDEO_EXTENSIONS else [(None, read_photo(path))]
+    except DatasetError as error:
+        return [dict(base, status=f"unreadable: {str(error).removeprefix(f'{path}: ')}")]
+    rows = []
+    for frame, rgb in images:
+        found = cropper(rgb)
+        rows.append(dict(base, frame=frame, status="no face") if found is None else
+                    dict(base, frame=frame, crop=found[0], face_box=found[1], status="ok"))
+    return rows
+
+
+def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="file", cropper=None, progress=True):
+    """Build the dataset under ``out``; returns the manifest rows (dicts with MANIFEST_FIELDS)."""
+    out = Path(out)
+    cropper = cropper or FaceCropper()
+    staging = out / STAGING
+    rows = []
+    sources = [(label, root, path) for label, root in zip(CLASS_NAMES, (real, fake)) for path in list_sources(root)]
+    for label, root, path in tqdm(sources, desc="finding faces", unit="source", disable=not progress, file=sys.stderr):
+        relative = path.relative_to(root)
+        stem = "__".join(relative.with_suffix("").parts)
+        for row in crop_source(path, cropper, frames):
+            crop = row.pop("crop")
+            row.update(label=label, group=group_of(label, relative, group_by), split=None, image=None)
+            if crop is not None:
+                name = f"{stem}_f{row['frame']:06d}.png" if row["frame"] is not None else f"{stem}.png"
+                row["image"] = Path(label) / name
+                (staging / label).mkdir(parents=True, exist_ok=True)
+                crop.save(staging / row["image"], format="PNG")
+            rows.append(row)
+    group_labels = defaultdict(set)
+    for row in rows:
+        if row["image"] is not None:
+            group_labels[row["group"]].add(row["label"])
+    splits = assign_splits(group_labels, ratios, seed)
+    for split in SPLITS:
+        for label in CLASS_NAMES:
+            (out / split / label).mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        if row["image"] is not None:
+            row["split"] = splits[row["group"]]
+            target = Path(row["split"]) / row["image"]
+            os.replace(staging / row["image"], out / target)
+            row["image"] = target.as_posix()
+    shutil.rmtree(staging, ignore_errors=True)
+    write_manifest(out / "manifest.csv", rows)
+    return rows
+
+
+def write_manifest(path, rows):
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                box = dict(zip(("face_x", "face_y", "face_w", "face_h"), row["face_box"] or [None] * 4))
+                writer.writerow({**row, **box})
+    atomic_write(path, write)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", required=True, help="folder of real photos and/or videos (searched recursively)")
+    parser.add_argument("--fake", required=True, help="folder of fake photos and/or videos (searched recursively)")
+    parser.add_argument("-o", "--out", required=True, help="dataset folder to create (train/ val/ test/ + manifest.csv)")
+    parser.add_argument("--frames", type=int, default=10, help="evenly spaced frames taken per video (default: 10)")
+    parser.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
+                        help="share of sources per split (default: 0.8 0.1 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    parser.add_argument("--group-by", choices=("file", "folder"), default="file",
+                        help="split unit: each photo/video, or each sub-folder (one identity) (default: file)")
+    parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels (default: 32)")
+    parser.add_argument("--enlarge", type=float, default=ENLARGE, help=f"crop side / face box side (default: {ENLARGE})")
+    parser.add_argument("--overwrite", action="store_true", help="replace the splits and manifest of an earlier build in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    for name in ("real", "fake"):
+        if not Path(getattr(args, name)).is_dir():
+            parser.error(f"--{name} {getattr(args, name)}: folder not found; pass the folder that holds the {name} photos/videos")
+    if args.frames < 1:
+        parser.error(f"--frames must be >= 1 (got {args.frames})")
+    if min(args.ratios) < 0 or args.ratios[0] <= 0 or abs(sum(args.ratios) - 1) > 1e-6:
+        parser.error(f"--ratios {' '.join(map(str, args.ratios))}: need three shares >= 0 summing to 1, train > 0")
+    if args.enlarge < 1:
+        parser.error(f"--enlarge must be >= 1 (got {args.enlarge})")
+    out = Path(args.out)
+    earlier = [out / name for name in (*SPLITS, "manifest.csv", STAGING) if (out / name).exists()]
+    if earlier and not args.overwrite:
+        parser.error(f"{earlier[0]} exists from an earlier build; pass --overwrite to replace it or choose another --out")
+    args.earlier = earlier
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cropper = FaceCropper(min_face=args.min_face, enlarge=args.enlarge)
+    except FaceDetectorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in args.earlier:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    rows = build(args.real, args.fake, args.out, args.frames, args.ratios, args.seed, args.group_by, cropper,
+                 progress=not args.no_progress)
+    crops = [row for row in rows if row["status"] == "ok"]
+    missing = [row for row in rows if row["status"] == "no face"]
+    unreadable = [row for row in rows if row["status"].startswith("unreadable")]
+    images = Counter((row["split"], row["label"]) for row in crops)
+    sources = {split: len({row["group"] for row in crops if row["split"] == split}) for split in SPLITS}
+    print(f"{'split':<6} {'real':>6} {'fake':>6} {'groups':>7}")
+    for split in SPLITS:
+        print(f"{split:<6} {images[split, 'real']:>6} {images[split, 'fake']:>6} {sources[split]:>7}")
+    print(f"{len(crops)} face crops written to {args.out}; manifest: {Path(args.out) / 'manifest.csv'}")
+    if missing:
+        print(f"no face found in {len(missing)} photo(s)/frame(s):")
+        for row in missing[:MAX_LISTED]:
+            print(f"  {row['source']}" + (f" frame {row['frame']}" if row["frame"] is not None else ""))
+        if len(missing) > MAX_LISTED:
+            print(f"  ... and {len(missing) - MAX_LISTED} more (status 'no face' in manifest.csv)")
+    for row in unreadable:
+        print(f"error: {row['source']}: {row['status']}", file=sys.stderr)
+    empty = [f"{split}/{label}" for split, ratio in zip(SPLITS, args.ratios) if ratio > 0
+             for label in CLASS_NAMES if images[split, label] == 0]
+    if empty:
+        print(f"error: no images in {', '.join(empty)}; train_main.py needs real and fake images in every split: "
+              "add sources (faces) or change --ratios", file=sys.stderr)
+    return 1 if unreadable or empty else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Score images with a trained detector: the probability that each one is fake, and the decision.
+
+    python predict.py checkpoints/demo_fakes_SimpleNet_Adam.pt photo.jpg my_folder/ 'shots/*.png'
+
+Inputs are image files, folders (searched recursively for .jpg .jpeg .png .bmp .webp) and
+glob patterns (quote them; ``**`` recurses). Every image is resized to 256x256 as in
+training, or, with ``--crop-faces``, its largest face is cropped first (see
+face_detection.py). An image is called fake when its fake probability is at least the
+threshold: by default the checkpoint's, i.e. the equal-error-rate point on the validation
+split chosen at training time; ``--threshold`` overrides it.
+
+Prints a table; ``--csv``/``--json`` also write it to files; ``--cam DIR`` saves a Grad-CAM
+overlay per image (evidence for "fake", as grad_cam_analysis.py draws it). Unreadable or
+missing inputs, and images without a face under ``--crop-faces``, are reported and skipped.
+Exit code: 0 when every input was scored, 1 when any failed, 2 for a usage or checkpoint error.
+"""
+import argparse
+import csv
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from face_detection import FaceCropper, FaceDetectorError, read_photo
+from faces_dataset import IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
+from fileio import CheckpointError, atomic_write, write_json
+from models import load_trained_model
+
+CSV_FIELDS = ("file", "fake_probability", "decision", "face_x", "face_y", "face_w", "face_h", "cam", "error")
+
+
+def expand_inputs(inputs):
+    """``(files, failures)``: the image files that ``inputs`` name, in order and each once.
+
+    A file is taken as named; a folder gives its images recursively (sorted); a glob
+    pattern gives the images it matches (sorted; matched folders are searched too).
+    ``failures`` lists ``(input, reason)`` for inputs that gave no image.
+    """
+    files, failures = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file():
+            found = [path]
+        elif path.is_dir():
+            found = list_image_files(path)
+        elif glob.has_magic(item):
+            found = []
+            for match in map(Path, sorted(glob.glob(item, recursive=True))):
+                if match.is_dir():
+                    found += list_image_files(match)
+                elif match.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append(match)
+        else:
+            failures.append((item, "not found; check the path"))
+            continue
+        if not found:
+            failures.append((item, f"no images found (looked for {', '.join(IMAGE_EXTENSIONS)})"))
+        files += found
+    return list(dict.fromkeys(files)), failures
+
+
+@torch.inference_mode()
+def fake_probabilities(model, images, normalization, device):
+    """P(fake) for a uint8 batch (N x 3 x 256 x 256): normalized with the checkpoint's
+    ``(mean, std)``, then the softmax of the model's two logits, column 1."""
+    mean, std = normalization
+    logits = model(Normalizer(mean, std, device)(images.to(device)))
+    return torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
+
+
+def read_input(path, cropper=None):
+    """``(uint8 3x256x256 array, face box, error)`` for one file; exactly one of array and error is None."""
+    try:
+        if cropper is None:
+            image, box = load_image(path), None
+        else:
+            found = cropper(read_photo(path))
+            if found is None:
+                return None, None, "no face found"
+            image, box = found
+    except DatasetError as error:
+        return None, None, str(error).removeprefix(f"{path}: ")
+    return np.asarray(image).transpose(2, 0, 1).copy(), box, None
+
+
+class CamWriter:
+    """Saves a Grad-CAM overlay per image: evidence for the fake class, at the layer
+    grad_cam_analysis.py explains (SimpleNet ``conv3``, Xception ``act4``).
+
+    grad-cam (and grad_cam_analysis) is imported here, only when ``--cam`` is asked for.
+    """
+
+    def __init__(self, model, normalization, device, out_dir):
+        try:
+            import pytorch_grad_cam  # noqa: F401
+        except ImportError:
+            raise SystemExit("error: --cam needs the grad-cam package; pip install 'grad-cam>=1.5,<2' or drop --cam") from None
+        import grad_cam_analysis
+        self.maps, self.overlay = grad_cam_analysis.grad_cam_maps, grad_cam_analysis.overlay
+        self.model, self.device, self.out_dir = model, device, Path(out_dir)
+        self.normalize = Normalizer(*normalization, device)
+
+    def __call__(self, images, names):
+        """Write ``names[i]`` (a PNG path under out_dir) for every image of the uint8 batch; returns the paths."""
+        maps = self.maps(self.normalize(images.to(self.device)), self.model, [1] * len(images))
+        paths = []
+        for image, heat, name in zip(images, maps, names):
+            overlay = self.overlay(image.permute(1, 2, 0).numpy(), heat)
+            path = self.out_dir / name
+            atomic_write(path, lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
+            paths.append(path)
+        return paths
+
+
+def predict(model, normalization, files, threshold, device="cpu", batch_size=32, cropper=None, cams=None, progress=True):
+    """One result dict per file: file, fake_probability, decision ('fake'/'real'), face_box, cam, error.
+
+    Files are read and scored ``batch_size`` at a time; a file that cannot be read (or has
+    no face, with a ``cropper``) gets an ``error`` and no probability.
+    """
+    results = []
+    with tqdm(total=len(files), desc="scoring", unit="image", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(files), batch_size):
+            batch = []
+            for index, path in enumerate(files[start:start + batch_size], start):
+                array, box, error = read_input(path, cropper)
+                results.append({"file": str(path), "fake_probability": None, "decision": None,
+                                "face_box": list(box) if box else None, "cam": None, "error": error})
+                if array is not None:
+                    batch.append((index, array))
+            if batch:
+                images = torch.from_numpy(np.stack([array for _, array in batch]))
+                scores = fake_probabilities(model, images, normalization, device)
+                cam_paths = cams(images, [f"{i:04d}_{files[i].stem}.png" for i, _ in batch]) if cams else [None] * len(batch)
+                for (index, _), score, cam_path in zip(batch, scores, cam_paths):
+                    results[index].update(fake_probability=float(score), cam=str(cam_path) if cam_path else None,
+                                          decision="fake" if score >= threshold else "real")
+            bar.update(min(batch_size, len(files) - start))
+    return results
+
+
+def format_table(results):
+    """The terminal table: fake probability, decision, file (and the reason for a failure)."""
+    lines = [f"{'p(fake)':>8}  {'decision':<8}  file"]
+    for row in results:
+        if row["error"] is None:
+            lines.append(f"{row['fake_probability']:8.4f}  {row['decision'].upper():<8}  {row['file']}")
+        else:
+            lines.append(f"{'-':>8}  {'FAILED':<8}  {row['file']}  ({row['error']})")
+    return "\n".join(lines)
+
+
+def write_csv(path, results):
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            for row in results:
+                box = row["face_box"] or [None] * 4
+                writer.writerow({**{key: row[key] for key in ("file", "fake_probability", "decision", "cam", "error")},
+                                 **dict(zip(("face_x", "face_y", "face_w", "face_h"), box))})
+    atomic_write(path, write)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a checkpoint written by train_main.py (checkpoints/*.pt)")
+    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="call an image fake when P(fake) >= this (default: the checkpoint's validation EER threshold)")
+    parser.add_argument("--crop-faces", action="store_true", help="score the largest detected face instead of the whole image")
+    parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels for --crop-faces (default: 32)")
+    parser.add_argument("--cam", metavar="DIR", default=None, help="also save a Grad-CAM overlay per image in DIR")
+    parser.add_argument("--csv", metavar="FILE", default=None, help="also write the results as CSV")
+    parser.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    parser.add_argument("-b", "--batch-size", type=int, default=32, help="images per batch (default: 32)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold must be between 0 and 1 (got {args.threshold})")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        model, checkpoint = load_trained_model(args.checkpoint, args.device)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    normalization = checkpoint["normalization"]
+    if args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
+    elif checkpoint.get("threshold") is not None:
+        threshold, source = float(checkpoint["threshold"]), "the checkpoint's validation EER threshold"
+    else:
+        threshold, source = 0.5, "0.5: the checkpoint stores no threshold"
+    cropper = None
+    if args.crop_faces:
+        try:
+            cropper = FaceCropper(min_face=args.min_face)
+        except FaceDetectorError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    cams = CamWriter(model, normalization, args.device, args.cam) if args.cam else None
+
+    files, failures = expand_inputs(args.inputs)
+    results = predict(model, normalization, files, threshold, args.device, args.batch_size, cropper, cams,
+                      progress=not args.no_progress)
+    results += [{"file": item, "fake_probability": None, "decision": None, "face_box": None, "cam": None,
+                 "error": reason} for item, reason in failures]
+    print(format_table(results))
+    scored = [row for row in results if row["error"] is None]
+    failed = len(results) - len(scored)
+    fakes = sum(row["decision"] == "fake" for row in scored)
+    print(f"{len(scored)} scored ({fakes} fake, {len(scored) - fakes} real) at threshold {threshold:.4f} ({source}); "
+          f"{failed} failed" + (f"; Grad-CAM overlays in {args.cam}" if cams and scored else ""))
+    if args.csv:
+        write_csv(args.csv, results)
+    if args.json:
+        write_json(args.json, {"checkpoint": str(args.checkpoint), "model": checkpoint["model_name"],
+                               "trained_on": checkpoint.get("dataset"), "threshold": threshold,
+                               "threshold_source": source, "crop_faces": args.crop_faces, "results": results})
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

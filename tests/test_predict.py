@@ -1,0 +1,167 @@
+"""predict.py: probabilities, input expansion, failures, threshold, output files, face crops, Grad-CAM."""
+import csv
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import numerical_analysis
+import predict
+from faces_dataset import FacesDataset, item_transform
+from models import load_trained_model
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_run):
+    model, checkpoint = load_trained_model(tiny_run["best"])
+    return model, checkpoint
+
+
+@pytest.fixture()
+def images(tiny_run, tmp_path):
+    """A folder of 4 test images (2 real, 2 fake) with a nested sub-folder and a non-image file."""
+    folder = tmp_path / "images"
+    (folder / "nested").mkdir(parents=True)
+    test = tiny_run["dataset"] / "test"
+    shutil.copy(sorted((test / "real").iterdir())[0], folder / "a_real.png")
+    shutil.copy(sorted((test / "fake").iterdir())[0], folder / "b_fake.png")
+    shutil.copy(sorted((test / "real").iterdir())[1], folder / "nested" / "c_real.png")
+    shutil.copy(sorted((test / "fake").iterdir())[1], folder / "nested" / "d_fake.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def run_cli(capsys, *argv):
+    code = predict.main([str(arg) for arg in argv] + ["--device", "cpu", "--no-progress"])
+    return code, capsys.readouterr()
+
+
+def test_probabilities_match_per_item_path(trained, tiny_run):
+    """Batched uint8 scoring equals the course's per-item PIL path (ToTensor + Normalize) on the same images."""
+    model, checkpoint = trained
+    mean, std = checkpoint["normalization"]
+    dataset = FacesDataset(tiny_run["dataset"] / "test", transform=item_transform(mean, std, train=False))
+    with torch.no_grad():
+        batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        expected = torch.softmax(model(batch), 1)[:, 1].numpy()
+    results = predict.predict(model, checkpoint["normalization"], dataset.files, 0.5, batch_size=5, progress=False)
+    assert [row["file"] for row in results] == [str(path) for path in dataset.files]
+    np.testing.assert_allclose([row["fake_probability"] for row in results], expected, atol=1e-5)
+
+
+def test_probabilities_match_numerical_analysis(trained, tiny_run):
+    model, checkpoint = trained
+    dataset = FacesDataset(tiny_run["dataset"] / "test")
+    real_scores, fake_scores, labels = numerical_analysis.get_soft_scores_and_true_labels(
+        dataset, model, checkpoint["normalization"])
+    results = predict.predict(model, checkpoint["normalization"], dataset.files, 0.5, progress=False)
+    np.testing.assert_allclose([row["fake_probability"] for row in results], fake_scores, atol=1e-6)
+    assert labels.tolist() == dataset.labels
+
+
+def test_folders_and_globs_expand_as_documented(images, tmp_path):
+    names = lambda files: [path.relative_to(images).as_posix() for path in files]  # noqa: E731
+    files, failures = predict.expand_inputs([str(images)])
+    assert names(files) == ["a_real.png", "b_fake.png", "nested/c_real.png", "nested/d_fake.png"]
+    assert failures == []
+    files, _ = predict.expand_inputs([str(images / "*.png")])
+    assert names(files) == ["a_real.png", "b_fake.png"]
+    files, _ = predict.expand_inputs([str(images / "**" / "*_fake.png")])
+    assert names(files) == ["b_fake.png", "nested/d_fake.png"]
+    files, _ = predict.expand_inputs([str(images / "nested" / "d_fake.png"), str(images / "nested"), str(images / "n*")])
+    assert names(files) == ["nested/d_fake.png", "nested/c_real.png"]
+    files, failures = predict.expand_inputs([str(tmp_path / "missing.png"), str(images / "*.jpg"), str(images / "notes.txt")])
+    assert names(files) == ["notes.txt"]
+    assert [item for item, _ in failures] == [str(tmp_path / "missing.png"), str(images / "*.jpg")]
+    assert "not found" in failures[0][1] and "no images found" in failures[1][1]
+
+
+def test_corrupt_file_is_reported_and_the_rest_scored(tiny_run, images, tmp_path, capsys):
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    code, output = run_cli(capsys, tiny_run["best"], images, tmp_path / "missing.png", "--json", tmp_path / "out.json")
+    assert code == 1
+    results = {row["file"]: row for row in json.loads((tmp_path / "out.json").read_text())["results"]}
+    assert len(results) == 6
+    assert results[str(images / "broken.jpg")]["fake_probability"] is None
+    assert "cannot read image" in results[str(images / "broken.jpg")]["error"]
+    assert "not found" in results[str(tmp_path / "missing.png")]["error"]
+    assert sum(row["fake_probability"] is not None for row in results.values()) == 4
+    assert "FAILED" in output.out and "broken.jpg" in output.out
+    assert "4 scored" in output.out and "2 failed" in output.out
+
+
+def test_threshold_changes_decisions(tiny_run, images, tmp_path, capsys):
+    code, output = run_cli(capsys, tiny_run["best"], images, "--json", tmp_path / "default.json")
+    assert code == 0
+    default = json.loads((tmp_path / "default.json").read_text())
+    _, checkpoint = load_trained_model(tiny_run["best"])
+    assert default["threshold"] == pytest.approx(checkpoint["threshold"])
+    assert "validation EER" in default["threshold_source"] and "validation EER" in output.out
+    probabilities = sorted(row["fake_probability"] for row in default["results"])
+    middle = (probabilities[1] + probabilities[2]) / 2
+    for threshold, fakes in ((0.0, 4), (middle, 2), (1.0, 0)):
+        run_cli(capsys, tiny_run["best"], images, "--threshold", threshold, "--json", tmp_path / "t.json")
+        results = json.loads((tmp_path / "t.json").read_text())["results"]
+        assert [row["decision"] for row in results].count("fake") == fakes
+        assert all((row["decision"] == "fake") == (row["fake_probability"] >= threshold) for row in results)
+
+
+def test_csv_matches_json(tiny_run, images, tmp_path, capsys):
+    run_cli(capsys, tiny_run["best"], images, "--csv", tmp_path / "out.csv", "--json", tmp_path / "out.json")
+    with open(tmp_path / "out.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert list(rows[0]) == list(predict.CSV_FIELDS)
+    assert [row["file"] for row in rows] == [row["file"] for row in results]
+    assert [float(row["fake_probability"]) for row in rows] == pytest.approx([row["fake_probability"] for row in results])
+    assert [row["decision"] for row in rows] == [row["decision"] for row in results]
+
+
+def test_crop_faces_scores_the_face_or_says_no_face(tiny_run, tmp_path, capsys):
+    skimage_data = pytest.importorskip("skimage.data")
+    canvas = Image.new("RGB", (640, 480), (90, 120, 150))
+    canvas.paste(Image.fromarray(skimage_data.astronaut()).resize((256, 256)), (300, 150))
+    canvas.save(tmp_path / "astronaut.png")
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(tmp_path / "blank.png")
+    code, output = run_cli(capsys, tiny_run["best"], tmp_path / "astronaut.png", tmp_path / "blank.png",
+                           "--crop-faces", "--json", tmp_path / "out.json")
+    assert code == 1
+    face, blank = json.loads((tmp_path / "out.json").read_text())["results"]
+    x, y, w, h = face["face_box"]
+    assert abs(x + w / 2 - (300 + 112)) < 10 and abs(y + h / 2 - (150 + 57)) < 10
+    assert face["fake_probability"] is not None
+    assert blank["error"] == "no face found" and blank["fake_probability"] is None
+    assert "no face found" in output.out
+
+
+def test_cam_writes_one_overlay_per_scored_image(tiny_run, images, tmp_path, capsys):
+    pytest.importorskip("pytorch_grad_cam")
+    (images / "broken.png").write_bytes(b"garbage")
+    code, _ = run_cli(capsys, tiny_run["best"], images, "--cam", tmp_path / "cams", "--json", tmp_path / "out.json")
+    assert code == 1
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    written = sorted(path.name for path in (tmp_path / "cams").iterdir())
+    assert written == sorted(f"{i:04d}_{row['file'].rsplit('/', 1)[1][:-4]}.png"
+                             for i, row in enumerate(results) if row["error"] is None)
+    assert len(written) == 4
+    overlay = Image.open(tmp_path / "cams" / written[0])
+    assert overlay.size == (256, 256) and overlay.mode == "RGB"
+
+
+def test_cam_without_grad_cam_says_what_to_install(tiny_run, images, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, tiny_run["best"], images, "--cam", tmp_path / "cams")
+    assert "pip install 'grad-cam" in str(exit_info.value.code)
+    assert not (tmp_path / "cams").exists()
+
+
+def test_bad_checkpoint_is_one_line_error(images, tmp_path, capsys):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    code, output = run_cli(capsys, tmp_path / "bad.pt", images)
+    assert code == 2
+    assert output.err.strip().startswith("error:") and "bad.pt" in output.err and len(output.err.strip().splitlines()) == 1
