@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The GPU checks, as one command: the throughput table (plain and with torch.compile) and a
+# short XceptionBased training run on generated demo data through the bf16 + channels_last path.
+# Results go to $OUT (default: out/gpu_check). Usage: bash gpu_check.sh
+set -euo pipefail
+OUT=${OUT:-out/gpu_check}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+$PYTHON bench.py --json "$OUT/bench.json" 2>&1 | grep -v "it/s" | tee "$OUT/bench.txt"
+$PYTHON bench.py --models XceptionBased --compile --json "$OUT/bench_compile.json" 2>&1 | grep -v "it/s" | tee "$OUT/bench_compile.txt"
+$PYTHON demo_data.py --out /tmp/gpu_demo > /dev/null 2>&1
+$PYTHON train_main.py -m XceptionBased --no-pretrained -d demo_fakes --data-root /tmp/gpu_demo -o Adam --lr 0.0001 \
+    -b 64 -e 3 --out-dir /tmp/gpu_out --checkpoint-dir /tmp/gpu_ck --cache-dir /tmp/gpu_cache 2>&1 \
+    | grep -v "it/s" | tee "$OUT/train_xception_demo.txt"
+cp /tmp/gpu_out/*.json "$OUT/"
