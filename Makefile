@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test data clean
+.PHONY: demo report test data clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ data: $(VENV)/.installed
 
 demo: data
 	$(PY) train_main.py -m SimpleNet -d demo_fakes -o Adam --lr 0.001 -b 32 -e 5 --device cpu --overwrite
+	$(PY) report.py -m SimpleNet -d demo_fakes -o Adam --device cpu
+
+report: $(VENV)/.installed
+	$(PY) report.py -m SimpleNet -d demo_fakes -o Adam
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

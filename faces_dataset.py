@@ -272,7 +272,7 @@ class CachedBatches:
         order_on_device = order.to(self.device)
         for start in range(0, count, self.batch_size):
             index = order_on_device[start:start + self.batch_size]
-            if images.device == self.device:
+            if images.device.type == self.device.type:
                 batch = images[index]
             elif self.device.type == "cuda":
                 batch = images[order[start:start + self.batch_size]].pin_memory().to(self.device, non_blocking=True)

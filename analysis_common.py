@@ -1,0 +1,203 @@
+"""What the analysis scripts share: the run's command-line arguments and file names, loading
+the run (JSON, checkpoint, evaluated split) with one-line errors, deterministic sample
+selection, normalized batches exactly as training sees them, and the figure style."""
+import copy
+import functools
+import json
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+from tqdm import tqdm
+
+from faces_dataset import CLASS_NAMES, DatasetError, FacesDataset, Normalizer, list_image_files
+from fileio import CheckpointError, save_figure
+from models import MODEL_NAMES, NORMALIZATION, load_trained_model
+from train_main import OPTIMIZERS, resolve_dataset
+from trainer import LoggingParameters, output_paths
+
+DPI = 150
+DEFAULT_NORMALIZATION = NORMALIZATION["SimpleNet"]  # (mean, std) of both toolkit models; pass the checkpoint's
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+                     "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 13})
+
+
+class AnalysisError(RuntimeError):
+    """A missing run file or dataset; the message names it and how to make it."""
+
+
+def add_run_arguments(parser, model=True, evaluation=True):
+    """The flags naming a run as train_main.py does, plus where figures go (and what to evaluate)."""
+    parser.add_argument("-m", "--model", default="SimpleNet", choices=MODEL_NAMES, help="detector (default: SimpleNet)")
+    parser.add_argument("-d", "--dataset", default="demo_fakes",
+                        help="dataset the run was trained on: a name under --data-root or a path (default: demo_fakes)")
+    parser.add_argument("-o", "--optimizer", default="SGD", choices=OPTIMIZERS, help="optimizer of the run (default: SGD)")
+    parser.add_argument("--out-dir", default="out", help="folder of the run's metrics JSON (default: out)")
+    parser.add_argument("--figures-dir", default="figures", help="where figures and JSON go (default: figures)")
+    if model:
+        parser.add_argument("--checkpoint-dir", default="checkpoints", help="checkpoint folder (default: checkpoints)")
+        parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+        parser.add_argument("-b", "--batch-size", type=int, default=32, help="evaluation batch size (default: 32)")
+    if evaluation:
+        parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
+        parser.add_argument("--eval-dataset", default=None,
+                            help="evaluate on this dataset instead of -d (cross-dataset generalization)")
+        parser.add_argument("--split", default="test", help="split of the evaluated dataset (default: test)")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the sample selection (default: 0)")
+    return parser
+
+
+def parse_args(parser, argv):
+    """Parse ``argv`` and fill in the default device."""
+    args = parser.parse_args(argv)
+    if getattr(args, "device", "cpu") is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
+
+
+def exits_on_error(main):
+    """Wrap a script's main so a missing file or bad dataset prints one line and returns 1."""
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            return main(argv)
+        except (AnalysisError, DatasetError, CheckpointError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    return wrapper
+
+
+def dataset_name(dataset):
+    return Path(dataset).name
+
+
+def run_paths(args):
+    """(metrics JSON, best checkpoint) of the run named by the flags, as train_main.py writes them."""
+    logging_parameters = LoggingParameters(args.model, dataset_name(args.dataset), args.optimizer)
+    json_path, best_path, _ = output_paths(logging_parameters, args.out_dir, getattr(args, "checkpoint_dir", "checkpoints"))
+    return json_path, best_path
+
+
+def train_command(args):
+    """The train_main.py command that makes the run these flags name."""
+    command = f"python train_main.py -m {args.model} -d {args.dataset} -o {args.optimizer}"
+    for flag, value, default in (("--data-root", getattr(args, "data_root", "data"), "data"),
+                                 ("--out-dir", args.out_dir, "out"),
+                                 ("--checkpoint-dir", getattr(args, "checkpoint_dir", "checkpoints"), "checkpoints")):
+        if str(value) != default:
+            command += f" {flag} {value}"
+    return command
+
+
+def missing_run(path, args):
+    """AnalysisError for a run file that does not exist: names it, the command that makes it, and other runs found."""
+    others = sorted(p.stem.rsplit("_", 1)[-1] for p in Path(args.out_dir).glob(f"{dataset_name(args.dataset)}_{args.model}_*.json")
+                    if p.stem.rsplit("_", 1)[-1] in OPTIMIZERS)
+    hint = f" (runs found with: {', '.join(f'-o {o}' for o in others)})" if others else ""
+    return AnalysisError(f"{path}: not found; train the run first: {train_command(args)}{hint}")
+
+
+def load_history(args):
+    """The run's per-epoch metrics JSON."""
+    json_path, _ = run_paths(args)
+    if not json_path.is_file():
+        raise missing_run(json_path, args)
+    return json.loads(json_path.read_text())
+
+
+def load_run_model(args):
+    """(model in eval mode on args.device, checkpoint) of the run's best-on-validation checkpoint."""
+    _, checkpoint_path = run_paths(args)
+    if not checkpoint_path.is_file():
+        raise missing_run(checkpoint_path, args)
+    model, checkpoint = load_trained_model(checkpoint_path, args.device)
+    if checkpoint["model_name"] != args.model:
+        raise AnalysisError(f"{checkpoint_path}: holds a {checkpoint['model_name']} model, not {args.model}; "
+                            f"pass -m {checkpoint['model_name']}")
+    return model, checkpoint
+
+
+class EvaluationFaces(FacesDataset):
+    """A split to evaluate: a FacesDataset whose ``real/`` or ``fake/`` may be missing or empty
+    (say, a folder of fakes from an unseen generator), as long as one class has images."""
+
+    def __init__(self, root_path, transform=None):
+        self.root_path, self.transform = Path(root_path), transform
+        found = {name: list_image_files(self.root_path / name) if (self.root_path / name).is_dir() else []
+                 for name in CLASS_NAMES}
+        if not any(found.values()):
+            raise DatasetError(f"{self.root_path}: no images in real/ or fake/; pass a split folder that holds "
+                               "real/ and/or fake/ face images")
+        self.real_image_files, self.fake_image_files = found["real"], found["fake"]
+        self.files = self.real_image_files + self.fake_image_files
+        self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
+
+
+def evaluated_name(args):
+    return dataset_name(args.eval_dataset or args.dataset)
+
+
+def find_dataset(name, data_root):
+    """The folder of dataset ``name`` (a path, or a name under ``data_root``)."""
+    root = resolve_dataset(name, data_root)
+    if root is None:
+        raise AnalysisError(f"dataset {name!r} not found as a path or under --data-root {data_root!r}; "
+                            "run 'python demo_data.py' for the demo datasets or pass the dataset folder")
+    return root
+
+
+def load_split(args):
+    """The split evaluated (``--split`` of ``--eval-dataset``, default the run's own dataset)."""
+    return EvaluationFaces(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split)
+
+
+def figure_prefix(args):
+    """``{dataset}_{model}``, plus ``_on_{evaluated dataset}`` for a cross-dataset evaluation."""
+    prefix = f"{dataset_name(args.dataset)}_{args.model}"
+    return prefix if evaluated_name(args) == dataset_name(args.dataset) else f"{prefix}_on_{evaluated_name(args)}"
+
+
+def save(fig, path):
+    """Save ``fig`` at DPI, close it, print and return its path."""
+    save_figure(fig, path, dpi=DPI)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return Path(path)
+
+
+def balanced_sample(labels, count, seed=0):
+    """``count`` indices, half real and half fake where possible, drawn with ``seed``; sorted real first."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    pools = [np.flatnonzero(labels == label) for label in (0, 1)]
+    wanted = [min(count // 2, len(pools[0])), min(count - count // 2, len(pools[1]))]
+    wanted[0] = min(count - wanted[1], len(pools[0]))
+    wanted[1] = min(count - wanted[0], len(pools[1]))
+    return [int(i) for pool, n in zip(pools, wanted) for i in np.sort(rng.choice(pool, n, replace=False))]
+
+
+def normalized_batches(dataset, normalization, device, batch_size=32, indices=None, desc=None):
+    """Yield (normalized images, labels) on ``device`` in dataset order, as training evaluates:
+    uint8 pixels scaled by (x / 255 - mean) / std, no augmentation. A tqdm bar when ``desc``."""
+    dataset = copy.copy(dataset)
+    dataset.transform = transforms.PILToTensor()
+    if indices is not None:
+        dataset = Subset(dataset, indices)
+    normalize = Normalizer(*normalization, device)
+    for images, labels in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=desc is None, leave=False):
+        yield normalize(images.to(device)), labels.to(device)
+
+
+def denormalize(images, normalization):
+    """Normalized B x 3 x H x W images back to B x H x W x 3 uint8 pixels."""
+    mean, std = (torch.tensor(v, device=images.device).view(1, -1, 1, 1) for v in normalization)
+    pixels = (images * std + mean).clamp(0, 1) * 255
+    return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def model_device(model):
+    return next(model.parameters()).device

@@ -1,0 +1,131 @@
+"""Explanation maps scored against ground-truth manipulation masks, and their per-class means.
+
+The demo datasets store the mask of every fake in ``{split}/masks/`` (255 = manipulated).
+For each fake with a mask two scores are computed from a non-negative map:
+
+* energy inside: the share of the map's total inside the mask (1 = all evidence on the
+  manipulated region);
+* pointing game: whether the map's maximum falls inside the mask (hit rate over images).
+
+Baselines give the floor to beat: a uniform map (energy share and expected hit rate both
+equal to the mask's area fraction) and a centred Gaussian (manipulations often sit in the face
+centre, so a map that merely favours the centre already scores above uniform). A constant map
+(all zero included) has no maximum: its pointing-game score is the expected hit rate of a
+random pixel, the mask's area fraction.
+"""
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+from analysis_common import normalized_batches, save
+
+BASELINES = ("centre baseline", "uniform baseline")
+
+
+def mask_path(dataset, index):
+    """Path of the ground-truth mask of fake ``dataset.files[index]``, or None (real image / no mask)."""
+    if dataset.labels[index] != 1:
+        return None
+    path = dataset.root_path / "masks" / dataset.files[index].relative_to(dataset.root_path / "fake")
+    return path if path.is_file() else None
+
+
+def load_mask(path, shape):
+    """A mask file as a boolean array of ``shape`` (nearest-neighbour resized when needed)."""
+    with Image.open(path) as image:
+        mask = image.convert("L")
+        if mask.size != (shape[1], shape[0]):
+            mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+        return np.asarray(mask) > 127
+
+
+def centre_map(shape):
+    """A Gaussian centred on the image, sigma a quarter of its size."""
+    rows, columns = np.mgrid[:shape[0], :shape[1]]
+    sigma_rows, sigma_columns = shape[0] / 4, shape[1] / 4
+    return np.exp(-0.5 * (((rows - (shape[0] - 1) / 2) / sigma_rows) ** 2
+                          + ((columns - (shape[1] - 1) / 2) / sigma_columns) ** 2))
+
+
+def score_map(saliency, mask):
+    """(share of the map's energy inside ``mask``, pointing-game hit 0/1) of one non-negative map;
+    a constant map scores the mask's area fraction for both."""
+    total, area = float(saliency.sum()), float(mask.mean())
+    energy = float(saliency[mask].sum() / total) if total > 0 else area
+    hit = float(mask.flat[int(np.argmax(saliency))]) if saliency.max() > saliency.min() else area
+    return energy, hit
+
+
+def explain_dataset(dataset, explain, normalization, device, batch_size=32, desc=None):
+    """Run ``explain(images, labels) -> B x H x W`` maps over ``dataset``; returns the mean
+    max-normalized map per class and the scores of every fake that has a mask.
+
+    Returns {"mean_maps": {0: map or None, 1: map or None}, "counts": {0: n, 1: n},
+    "scores": {name: [(energy, hit), ...]}} with the map's scores and both baselines' under
+    "map", "centre baseline" and "uniform baseline".
+    """
+    sums, counts = {0: None, 1: None}, {0: 0, 1: 0}
+    scores = {name: [] for name in ("map",) + BASELINES}
+    position = 0
+    for images, labels in normalized_batches(dataset, normalization, device, batch_size, desc=desc):
+        maps = np.asarray(explain(images, labels), dtype=np.float64)
+        for saliency, label in zip(maps, labels.tolist()):
+            peak = saliency.max()
+            normalized = saliency / peak if peak > 0 else np.zeros_like(saliency)
+            sums[label] = normalized if sums[label] is None else sums[label] + normalized
+            counts[label] += 1
+            path = mask_path(dataset, position)
+            if path is not None:
+                mask = load_mask(path, saliency.shape)
+                scores["map"].append(score_map(saliency, mask))
+                scores["centre baseline"].append(score_map(centre_map(saliency.shape), mask))
+                scores["uniform baseline"].append(score_map(np.ones_like(saliency), mask))
+            position += 1
+    mean_maps = {label: None if sums[label] is None else sums[label] / counts[label] for label in (0, 1)}
+    return {"mean_maps": mean_maps, "counts": counts, "scores": scores}
+
+
+def summarize_scores(scores, name="map"):
+    """{row: {"images", "energy_inside_mask", "pointing_game"}} means of explain_dataset's scores,
+    the map's row called ``name``."""
+    return {name if row == "map" else row: {"images": len(rows),
+                   "energy_inside_mask": float(np.mean([r[0] for r in rows])) if rows else None,
+                   "pointing_game": float(np.mean([r[1] for r in rows])) if rows else None}
+            for row, rows in scores.items()}
+
+
+def format_scores_table(table):
+    """{name: summary} as an aligned text table (one row per explanation / baseline)."""
+    def show(value):
+        return "n/a" if value is None else f"{value:.3f}"
+    width = max(len(name) for name in table) + 2
+    lines = [f"  {'explanation':<{width}}{'fakes':>6}  {'energy in mask':>14}  {'pointing game':>13}"]
+    for name, row in table.items():
+        lines.append(f"  {name:<{width}}{row['images']:>6}  {show(row['energy_inside_mask']):>14}  "
+                     f"{show(row['pointing_game']):>13}")
+    return "\n".join(lines)
+
+
+def plot_mean_maps(result, title, path):
+    """Mean normalized map of real and of fake images side by side, and their difference."""
+    maps, counts = result["mean_maps"], result["counts"]
+    present = [label for label in (0, 1) if maps[label] is not None]
+    panels = len(present) + (len(present) == 2)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4), squeeze=False, layout="constrained")
+    axes = axes[0]
+    top = max(float(maps[label].max()) for label in present)
+    for ax, label in zip(axes, present):
+        shown = ax.imshow(maps[label], cmap="inferno", vmin=0, vmax=top)
+        ax.set_title(f"{('real', 'fake')[label]} images (n = {counts[label]})")
+    fig.colorbar(shown, ax=axes[:len(present)], shrink=0.8, label="mean normalized map")
+    if panels == 3:
+        difference = maps[1] - maps[0]
+        limit = float(np.abs(difference).max()) or 1.0
+        shown = axes[2].imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[2].set_title("fake minus real")
+        fig.colorbar(shown, ax=axes[2], shrink=0.8, label="difference")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    return save(fig, path)

@@ -1,0 +1,142 @@
+"""How good a trained detector is at every threshold: ROC and DET curves plus a metrics table.
+
+    python numerical_analysis.py -m SimpleNet -d demo_fakes -o Adam
+    python numerical_analysis.py -m SimpleNet -d demo_fakes -o Adam --eval-dataset demo_synthetic
+
+The checkpoint (``-m/-d/-o``) and the evaluated data (``--eval-dataset``, ``--split``) are
+separate, so a detector trained on one dataset can be evaluated on another. Writes
+``figures/{dataset}_{model}_roc_curve.png``, ``..._det_curve.png`` and ``..._metrics.json``
+(``{dataset}_{model}_on_{eval dataset}_...`` for a cross-dataset evaluation).
+"""
+import argparse
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from scipy.stats import norm
+from sklearn.metrics import DetCurveDisplay, roc_curve
+
+from analysis_common import (DEFAULT_NORMALIZATION, add_run_arguments, dataset_name, evaluated_name, exits_on_error,
+                             figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
+                             save)
+from fileio import write_json
+from metrics import binary_metrics
+
+
+
+def get_soft_scores_and_true_labels(dataset, model, normalization=DEFAULT_NORMALIZATION, batch_size=32, progress=False):
+    """Softmax probabilities of "real" and "fake" and the true labels of every image of ``dataset``.
+
+    ``dataset`` is a FacesDataset (its own transform is ignored): images are fed as training
+    evaluates them, uint8 pixels normalized with the checkpoint's ``normalization`` (mean, std),
+    in batches on the model's device. Returns ``(real_scores, fake_scores, labels)`` as numpy arrays.
+    """
+    real, fake, labels = [], [], []
+    batches = normalized_batches(dataset, normalization, model_device(model), batch_size,
+                                 desc="scoring" if progress else None)
+    with torch.inference_mode():
+        for images, batch_labels in batches:
+            probabilities = torch.softmax(model(images).float(), dim=1).cpu()
+            real.append(probabilities[:, 0])
+            fake.append(probabilities[:, 1])
+            labels.append(batch_labels.cpu())
+    return torch.cat(real).numpy(), torch.cat(fake).numpy(), torch.cat(labels).numpy()
+
+
+def one_class_note(labels, where):
+    """A message when ``labels`` hold one class only (threshold-free metrics undefined), else None."""
+    present = np.unique(labels)
+    if len(present) == 2:
+        return None
+    only = "fake" if present[0] == 1 else "real"
+    return (f"note: {where} holds {only} images only; AUC, EER, average precision and the ROC/DET curves "
+            "need both classes and are skipped (accuracy is still reported)")
+
+
+def plot_roc_curve(labels, real_scores, fake_scores, title, path):
+    """ROC of both scores against "fake" as the positive class, AUC in the legend."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for scores, name, style in ((fake_scores, "P(fake)", "-"), (real_scores, "P(real)", "--")):
+        false_positive, true_positive, _ = roc_curve(labels, scores)
+        auc = binary_metrics(labels, scores)["auc"]
+        ax.plot(false_positive, true_positive, style, lw=2, label=f"{name} as fake score (AUC = {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (AUC = 0.5)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (real called fake)",
+           ylabel="true positive rate (fake detected)", title=title)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    return save(fig, path)
+
+
+def plot_det_curve(labels, fake_scores, eer, title, path):
+    """scikit-learn's DET curve (normal-deviate axes) with the equal error rate marked."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    DetCurveDisplay.from_predictions(labels, fake_scores, ax=ax, name="P(fake)", lw=2)
+    limits = ax.get_xlim()
+    ax.plot(limits, limits, ":", color="grey", label="FPR = FNR")
+    point = norm.ppf(np.clip(eer, 1e-3, 1 - 1e-3))
+    ax.plot(point, point, "o", color="crimson", ms=8, label=f"EER = {eer:.3f}")
+    ax.set(xlim=limits, ylim=limits, title=title, xlabel="false positive rate (real called fake)",
+           ylabel="false negative rate (fake missed)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    return save(fig, path)
+
+
+def format_metrics(metrics):
+    """The metrics as a small aligned table."""
+    def show(value):
+        return "n/a" if value is None else f"{value:.3f}"
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    rows = [("images (real / fake)", f"{metrics['count']} ({metrics['real_count']} / {metrics['fake_count']})"),
+            ("AUC", show(metrics["auc"])), ("EER", show(metrics["eer"])),
+            ("EER threshold on P(fake)", show(metrics["eer_threshold"])),
+            ("average precision", show(metrics["average_precision"])),
+            ("accuracy at 0.5", show(metrics["accuracy"])),
+            ("balanced accuracy at 0.5", show(metrics["balanced_accuracy"])),
+            ("confusion at 0.5 (true real)", f"{tn} called real, {fp} called fake"),
+            ("confusion at 0.5 (true fake)", f"{fn} called real, {tp} called fake")]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def analyse_scores(labels, real_scores, fake_scores, args, checkpoint):
+    """Metrics of the scores printed and written to ``..._metrics.json``; ROC and DET drawn when
+    both classes are present. Returns (metrics, list of figure paths)."""
+    prefix, where = figure_prefix(args), f"{evaluated_name(args)}/{args.split}"
+    metrics = binary_metrics(labels, fake_scores)
+    print(f"\n{args.model} trained on {dataset_name(args.dataset)} (epoch {checkpoint['epoch']}), evaluated on {where}:")
+    print(format_metrics(metrics))
+    figures = []
+    note = one_class_note(labels, where)
+    if note:
+        print(note)
+    else:
+        title = f"{args.model} ({dataset_name(args.dataset)}) on {where}"
+        figures.append(plot_roc_curve(labels, real_scores, fake_scores, f"ROC: {title}",
+                                      f"{args.figures_dir}/{prefix}_roc_curve.png"))
+        figures.append(plot_det_curve(labels, fake_scores, metrics["eer"], f"DET: {title}",
+                                      f"{args.figures_dir}/{prefix}_det_curve.png"))
+    json_path = f"{args.figures_dir}/{prefix}_metrics.json"
+    write_json(json_path, {"model": args.model, "trained_on": dataset_name(args.dataset), "checkpoint_epoch": checkpoint["epoch"],
+                           "evaluated_on": evaluated_name(args), "split": args.split, **metrics, "note": note})
+    print(f"wrote {json_path}")
+    return metrics, figures
+
+
+@exits_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    args = parse_args(add_run_arguments(parser), argv)
+    model, checkpoint = load_run_model(args)
+    dataset = load_split(args)
+    real_scores, fake_scores, labels = get_soft_scores_and_true_labels(
+        dataset, model, checkpoint["normalization"], args.batch_size, progress=True)
+    analyse_scores(labels, real_scores, fake_scores, args, checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""How training went: loss and accuracy per epoch of a run, from its metrics JSON.
+
+    python plot_accuracy_and_loss.py -m SimpleNet -d demo_fakes -o Adam
+
+Reads ``out/{dataset}_{model}_{optimizer}.json`` (written by train_main.py) and writes
+``figures/{dataset}_{model}_losses_plot.png`` and ``..._accuracies_plot.png``: train,
+validation and test curves, the best-on-validation epoch marked.
+"""
+import argparse
+import sys
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from analysis_common import add_run_arguments, dataset_name, exits_on_error, load_history, parse_args, save
+
+CURVES = (("train", "o-"), ("val", "s-"), ("test", "^-"))
+
+
+def plot_curves(history, kind, title, path):
+    """One figure of ``{split}_{kind}`` per epoch (kind "loss" or "acc") with the best epoch marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    epochs = range(1, len(history[f"train_{kind}"]) + 1)
+    for split, style in CURVES:
+        name = {"train": "train", "val": "validation", "test": "test"}[split]
+        ax.plot(epochs, history[f"{split}_{kind}"], style, lw=2, ms=5, label=name)
+    if history.get("best_epoch"):
+        metric = history.get("selection_metric", "val_acc").replace("val_", "validation ").replace("acc", "accuracy")
+        ax.axvline(history["best_epoch"], color="grey", ls="--", lw=1.5,
+                   label=f"best on {metric} (epoch {history['best_epoch']})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel={"loss": "cross-entropy loss", "acc": "accuracy"}[kind], title=title)
+    if kind == "acc":
+        ax.set_ylim(top=1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    return save(fig, path)
+
+
+def plot_accuracy_and_loss(history, figures_dir):
+    """Both figures of a run's ``history`` (its metrics JSON); returns their paths."""
+    prefix, run = f"{dataset_name(history['dataset'])}_{history['model']}", f"{history['model']} on {history['dataset']}"
+    optimizer = f"{history['optimizer']['name']}, lr {history['optimizer']['params'].get('lr')}"
+    return [plot_curves(history, "loss", f"Loss per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_losses_plot.png"),
+            plot_curves(history, "acc", f"Accuracy per epoch: {run} ({optimizer})",
+                        f"{figures_dir}/{prefix}_accuracies_plot.png")]
+
+
+@exits_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    args = parse_args(add_run_arguments(parser, model=False, evaluation=False), argv)
+    plot_accuracy_and_loss(load_history(args), args.figures_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Every figure and number of a trained run, in one command.
+
+    python report.py -m SimpleNet -d demo_fakes -o Adam
+    python report.py -m SimpleNet -d demo_fakes -o Adam --eval-dataset demo_synthetic
+
+Reads the run's ``out/{dataset}_{model}_{optimizer}.json`` and best checkpoint
+``checkpoints/{dataset}_{model}_{optimizer}.pt`` and writes into ``--figures-dir``:
+datasets_samples.png, the loss/accuracy curves, ROC and DET curves with the metrics table,
+gradient saliency and Grad-CAM figures, the explanation scores against the ground-truth
+masks (when the evaluated split has ``masks/``) and ``{dataset}_{model}_summary.json``.
+"""
+import argparse
+import importlib.util
+import sys
+
+from analysis_common import (add_run_arguments, dataset_name, evaluated_name, exits_on_error, figure_prefix,
+                             find_dataset, load_history, load_run_model, load_split, parse_args, run_paths)
+from explanation_scores import BASELINES, format_scores_table, summarize_scores
+from faces_dataset import FacesDataset
+from fileio import write_json
+from grad_cam_analysis import EXPLAIN_CHOICES, grad_cam_analysis
+from numerical_analysis import analyse_scores, get_soft_scores_and_true_labels
+from plot_accuracy_and_loss import plot_accuracy_and_loss
+from plot_samples_of_faces_datasets import plot_samples
+from saliency_map import saliency_analysis
+
+
+def explanation_table(results):
+    """One row per explanation method, then the mask-only baselines (the same for every method)."""
+    table = {name: summarize_scores(result["scores"], name)[name] for name, result in results.items()}
+    baselines = summarize_scores(next(iter(results.values()))["scores"])
+    return {**table, **{name: baselines[name] for name in BASELINES}}
+
+
+@exits_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
+                                           help="class the single-image and grid Grad-CAM figures explain (default: predicted)")
+    args = parse_args(parser, argv)
+    history = load_history(args)
+    model, checkpoint = load_run_model(args)
+    normalization = checkpoint["normalization"]
+    dataset = load_split(args)
+    figures = []
+
+    names = dict.fromkeys([args.dataset, args.eval_dataset or args.dataset])
+    samples = [(dataset_name(name), FacesDataset(find_dataset(name, args.data_root) / "train")) for name in names]
+    figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/datasets_samples.png"))
+    figures += plot_accuracy_and_loss(history, args.figures_dir)
+
+    real_scores, fake_scores, labels = get_soft_scores_and_true_labels(dataset, model, normalization, args.batch_size,
+                                                                       progress=True)
+    metrics, drawn = analyse_scores(labels, real_scores, fake_scores, args, checkpoint)
+    figures += drawn
+
+    explanations = {}
+    drawn, explanations["saliency"] = saliency_analysis(model, normalization, dataset, args)
+    figures += drawn
+    if importlib.util.find_spec("pytorch_grad_cam") is None:
+        print("note: Grad-CAM figures skipped: the grad-cam package is not installed (pip install grad-cam)")
+    else:
+        drawn, explanations["Grad-CAM"] = grad_cam_analysis(model, normalization, dataset, args, args.explain)
+        figures += drawn
+
+    prefix = figure_prefix(args)
+    table = None
+    if explanations["saliency"]["scores"]["map"]:
+        table = explanation_table(explanations)
+        print(f"\nexplanations of the fakes of {evaluated_name(args)}/{args.split} (true class) against their masks:")
+        print(format_scores_table(table))
+        write_json(f"{args.figures_dir}/{prefix}_explanation_scores.json", table)
+    else:
+        print(f"note: {dataset.root_path} has no masks/ folder; explanation scores skipped")
+
+    json_path, checkpoint_path = run_paths(args)
+    summary = {"model": args.model, "trained_on": dataset_name(args.dataset), "optimizer": args.optimizer,
+               "evaluated_on": evaluated_name(args), "split": args.split,
+               "run_json": str(json_path), "checkpoint": str(checkpoint_path),
+               "checkpoint_epoch": checkpoint["epoch"], "checkpoint_val_acc": checkpoint.get("val_acc"),
+               "checkpoint_val_auc": checkpoint.get("val_auc"), "epochs": len(history["train_loss"]),
+               "best_epoch": history.get("best_epoch"), "metrics": metrics, "explanation_scores": table,
+               "figures": [path.name for path in figures]}
+    summary_path = f"{args.figures_dir}/{prefix}_summary.json"
+    write_json(summary_path, summary)
+    print(f"\n{len(figures)} figures in {args.figures_dir}/; summary: {summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

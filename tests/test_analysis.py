@@ -1,0 +1,251 @@
+"""Analysis scripts: scores, metrics, saliency, Grad-CAM, explanation scores, figures, CLI errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn import metrics as skm
+from torch import nn
+
+import analysis_common
+import grad_cam_analysis
+import numerical_analysis
+import plot_accuracy_and_loss
+import plot_samples_of_faces_datasets
+import report
+import saliency_map
+from explanation_scores import explain_dataset, score_map
+from faces_dataset import FacesDataset, item_transform, load_image
+from models import SimpleNet, load_trained_model
+
+
+def run_flags(tiny_run, figures_dir):
+    return ["-m", "SimpleNet", "-d", str(tiny_run["dataset"]), "-o", "Adam", "--out-dir", str(tiny_run["out_dir"]),
+            "--checkpoint-dir", str(tiny_run["checkpoint_dir"]), "--figures-dir", str(figures_dir), "--device", "cpu",
+            "-b", "8"]
+
+
+def assert_png(path, min_size=300):
+    assert path.is_file() and path.stat().st_size > 0, path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert min(image.size) >= min_size, (path, image.size)
+        assert image.info["dpi"][0] == pytest.approx(150, abs=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_run):
+    model, checkpoint = load_trained_model(tiny_run["best"], "cpu")
+    return model, checkpoint, FacesDataset(tiny_run["dataset"] / "test")
+
+
+def test_soft_scores_are_probabilities_fed_as_in_training(trained):
+    model, checkpoint, dataset = trained
+    real, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"],
+                                                                            batch_size=5)
+    np.testing.assert_allclose(real + fake, 1.0, atol=1e-6)
+    assert ((fake >= 0) & (fake <= 1)).all()
+    assert labels.tolist() == dataset.labels
+    transform = item_transform(*checkpoint["normalization"], train=False)
+    with torch.no_grad():
+        images = torch.stack([transform(load_image(path)) for path in dataset.files])
+        expected = torch.softmax(model(images), 1)[:, 1].numpy()
+    np.testing.assert_allclose(fake, expected, atol=1e-5)
+
+
+def test_reported_metrics_equal_scikit_learn_and_curves_are_drawn(tiny_run, trained, tmp_path):
+    model, checkpoint, dataset = trained
+    assert numerical_analysis.main(run_flags(tiny_run, tmp_path)) == 0
+    reported = json.loads((tmp_path / "tiny_fakes_SimpleNet_metrics.json").read_text())
+    _, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"])
+    assert reported["auc"] == pytest.approx(skm.roc_auc_score(labels, fake))
+    assert reported["average_precision"] == pytest.approx(skm.average_precision_score(labels, fake))
+    false_positive, true_positive, thresholds = skm.roc_curve(labels, fake)
+    crossing = np.argmin(np.abs(1 - true_positive - false_positive))
+    assert reported["eer"] == pytest.approx((false_positive[crossing] + 1 - true_positive[crossing]) / 2)
+    assert reported["eer_threshold"] == pytest.approx(thresholds[crossing])
+    assert reported["accuracy"] == pytest.approx(((fake >= 0.5) == labels).mean())
+    assert reported["confusion_matrix"] == skm.confusion_matrix(labels, fake >= 0.5).tolist()
+    for name in ("roc_curve", "det_curve"):
+        assert_png(tmp_path / f"tiny_fakes_SimpleNet_{name}.png")
+
+
+def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):
+    only_fakes = tmp_path / "only_fakes" / "test" / "fake"
+    only_fakes.mkdir(parents=True)
+    for path in sorted((tiny_run["dataset"] / "test" / "fake").glob("*.png"))[:3]:
+        shutil.copy(path, only_fakes)
+    figures = tmp_path / "figures"
+    flags = run_flags(tiny_run, figures) + ["--eval-dataset", str(tmp_path / "only_fakes")]
+    assert numerical_analysis.main(flags) == 0
+    assert "holds fake images only" in capsys.readouterr().out
+    reported = json.loads((figures / "tiny_fakes_SimpleNet_on_only_fakes_metrics.json").read_text())
+    assert reported["auc"] is None and reported["fake_count"] == 3
+    assert not list(figures.glob("*.png"))
+
+
+def test_saliency_equals_captum():
+    from captum.attr import Saliency
+
+    torch.manual_seed(0)
+    model = SimpleNet().eval()
+    images, labels = torch.randn(3, 3, 256, 256), torch.tensor([0, 1, 1])
+    maps = saliency_map.compute_gradient_saliency_maps(images, labels, model)
+    expected = Saliency(model).attribute(images.clone().requires_grad_(), target=labels, abs=True).amax(dim=1)
+    assert maps.shape == (3, 256, 256)
+    assert (maps - expected).abs().max().item() <= 1e-6
+    assert all(p.grad is None for p in model.parameters())
+
+
+class BrightnessNet(nn.Module):
+    """Fake logit = mean brightness: the evidence for "fake" is wherever the image is bright."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Conv2d(3, 1, 1, bias=False)
+        nn.init.constant_(self.features.weight, 1 / 3)
+        self.head = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+            self.head.bias.zero_()
+
+    def forward(self, images):
+        return self.head(torch.relu(self.features(images)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("rows, columns", [(slice(40, 56), slice(8, 24)), (slice(4, 20), slice(36, 60))])
+def test_grad_cam_peaks_where_the_evidence_is(rows, columns):
+    images = torch.zeros(1, 3, 64, 64)
+    images[:, :, rows, columns] = 1.0
+    model = BrightnessNet().eval()
+    cam = grad_cam_analysis.grad_cam_maps(images, model, torch.tensor([1]), layer=model.features)[0]
+    assert cam.shape == (64, 64)
+    peak_row, peak_column = np.unravel_index(np.argmax(cam), cam.shape)
+    assert rows.start <= peak_row < rows.stop and columns.start <= peak_column < columns.stop
+    inside = np.zeros_like(cam, dtype=bool)
+    inside[rows, columns] = True
+    assert cam[inside].sum() / cam.sum() > 0.9
+
+
+def test_grad_cam_layer_and_explained_class():
+    assert grad_cam_analysis.target_layer_name(SimpleNet()) == "conv3"
+    labels, logits = torch.tensor([0, 1, 1]), torch.tensor([[2.0, 1.0], [3.0, 0.0], [0.0, 1.0]])
+    assert grad_cam_analysis.classes_to_explain("predicted", labels, logits).tolist() == [0, 0, 1]
+    assert grad_cam_analysis.classes_to_explain("true", labels, logits).tolist() == [0, 1, 1]
+    assert grad_cam_analysis.classes_to_explain("fake", labels, logits).tolist() == [1, 1, 1]
+    assert grad_cam_analysis.classes_to_explain("real", labels, logits).tolist() == [0, 0, 0]
+
+
+def test_grad_cam_visualization_and_original_colours(trained):
+    model, checkpoint, dataset = trained
+    index = len(dataset) - 1
+    shown, label = grad_cam_analysis.get_grad_cam_visualization(dataset, model, index, "fake", checkpoint["normalization"])
+    assert shown.shape == (256, 256, 3) and shown.dtype == np.uint8 and label == dataset.labels[index] == 1
+    images, _ = next(analysis_common.normalized_batches(dataset, checkpoint["normalization"], "cpu", 1, [index]))
+    original = np.asarray(load_image(dataset.files[index]))
+    np.testing.assert_array_equal(analysis_common.denormalize(images, checkpoint["normalization"])[0], original)
+
+
+def test_score_map_energy_pointing_and_constant_maps():
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[:2] = True
+    inside, outside = np.where(mask, 1.0, 0.0), np.where(mask, 0.0, 1.0)
+    assert score_map(inside, mask) == (1.0, 1.0)
+    assert score_map(outside, mask) == (0.0, 0.0)
+    assert score_map(np.ones((8, 8)), mask) == (0.25, 0.25)
+    assert score_map(np.zeros((8, 8)), mask) == (0.25, 0.25)
+    half = inside + 0.5 * outside
+    assert score_map(half, mask) == pytest.approx((16 / (16 + 24), 1.0))
+
+
+def test_explain_dataset_reads_every_fake_mask(tiny_fakes):
+    dataset = FacesDataset(tiny_fakes / "test")
+    result = explain_dataset(dataset, lambda images, labels: np.ones((len(labels), 256, 256)),
+                             ((0.5,) * 3, (0.5,) * 3), "cpu", batch_size=5)
+    assert result["counts"] == {0: 6, 1: 6}
+    assert len(result["scores"]["map"]) == 6
+    assert result["scores"]["map"] == result["scores"]["uniform baseline"]
+    areas = [np.mean(np.asarray(Image.open(tiny_fakes / "test" / "masks" / p.name)) > 127) for p in dataset.fake_image_files]
+    np.testing.assert_allclose([energy for energy, _ in result["scores"]["map"]], areas)
+    np.testing.assert_allclose(result["mean_maps"][1], 1.0)
+
+
+def test_balanced_sample_is_deterministic_and_fills_a_short_class():
+    labels = [0] * 10 + [1] * 3
+    first = analysis_common.balanced_sample(labels, 8, seed=1)
+    assert first == analysis_common.balanced_sample(labels, 8, seed=1)
+    assert len(first) == 8 and sum(labels[i] for i in first) == 3
+    assert analysis_common.balanced_sample(labels, 6, seed=2) != analysis_common.balanced_sample(labels, 6, seed=3)
+
+
+def test_sample_pairs_take_labels_from_the_folders(tiny_fakes):
+    dataset = FacesDataset(tiny_fakes / "train")
+    pairs = plot_samples_of_faces_datasets.sample_pairs(dataset, 3, seed=0)
+    assert pairs == plot_samples_of_faces_datasets.sample_pairs(dataset, 3, seed=0)
+    assert len(pairs) == 3
+    assert all(real.parent.name == "real" and fake.parent.name == "fake" for real, fake in pairs)
+
+
+def test_plot_scripts_write_pngs(tiny_run, tmp_path):
+    assert plot_accuracy_and_loss.main(["-m", "SimpleNet", "-d", "tiny_fakes", "-o", "Adam", "--out-dir",
+                                        str(tiny_run["out_dir"]), "--figures-dir", str(tmp_path)]) == 0
+    assert plot_samples_of_faces_datasets.main(["-d", str(tiny_run["dataset"]), "--pairs", "2",
+                                                "--figures-dir", str(tmp_path)]) == 0
+    for name in ("tiny_fakes_SimpleNet_losses_plot", "tiny_fakes_SimpleNet_accuracies_plot", "datasets_samples"):
+        assert_png(tmp_path / f"{name}.png")
+
+
+@pytest.mark.slow
+def test_explanation_scripts_write_pngs_deterministically(tiny_run, tmp_path):
+    for attempt in ("first", "second"):
+        assert saliency_map.main(run_flags(tiny_run, tmp_path / attempt)) == 0
+    assert grad_cam_analysis.main(run_flags(tiny_run, tmp_path) + ["--explain", "true"]) == 0
+    for name in ("saliency_maps_and_images_pairs", "mean_saliency_maps"):
+        first, second = (tmp_path / attempt / f"tiny_fakes_SimpleNet_{name}.png" for attempt in ("first", "second"))
+        assert_png(first)
+        assert first.read_bytes() == second.read_bytes(), name
+    for name in ("Real_Image_grad_cam", "Fake_Image_grad_cam", "grad_cam_grid", "mean_grad_cam"):
+        assert_png(tmp_path / f"tiny_fakes_SimpleNet_{name}.png")
+
+
+@pytest.mark.slow
+def test_report_draws_every_figure_and_a_summary(tiny_run, tmp_path, capsys):
+    assert report.main(run_flags(tiny_run, tmp_path)) == 0
+    summary = json.loads((tmp_path / "tiny_fakes_SimpleNet_summary.json").read_text())
+    expected = {"datasets_samples.png"} | {f"tiny_fakes_SimpleNet_{name}.png" for name in (
+        "losses_plot", "accuracies_plot", "roc_curve", "det_curve", "saliency_maps_and_images_pairs",
+        "mean_saliency_maps", "Real_Image_grad_cam", "Fake_Image_grad_cam", "grad_cam_grid", "mean_grad_cam")}
+    assert set(summary["figures"]) == expected
+    for name in expected:
+        assert_png(tmp_path / name)
+    assert summary["metrics"]["count"] == 12 and summary["epochs"] == 2
+    table = summary["explanation_scores"]
+    assert list(table) == ["saliency", "Grad-CAM", "centre baseline", "uniform baseline"]
+    assert all(row["images"] == 6 for row in table.values())
+    assert table == json.loads((tmp_path / "tiny_fakes_SimpleNet_explanation_scores.json").read_text())
+    assert "pointing game" in capsys.readouterr().out
+
+
+def test_missing_run_files_give_one_line_naming_the_file_and_the_fix(tiny_run, tmp_path, capsys):
+    flags = run_flags(tiny_run, tmp_path)
+    flags[flags.index("Adam")] = "SGD"
+    assert report.main(flags) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "Traceback" not in error
+    assert "tiny_fakes_SimpleNet_SGD.json" in error and "python train_main.py -m SimpleNet" in error and "-o SGD" in error
+    shutil.copytree(tiny_run["out_dir"], tmp_path / "out")
+    flags = run_flags(tiny_run, tmp_path) + ["--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "none")]
+    assert saliency_map.main(flags) == 1
+    error = capsys.readouterr().err.strip()
+    assert "tiny_fakes_SimpleNet_Adam.pt: not found" in error and "train_main.py" in error
+
+
+@pytest.mark.parametrize("script", [report, numerical_analysis, saliency_map, grad_cam_analysis,
+                                    plot_accuracy_and_loss, plot_samples_of_faces_datasets])
+def test_every_script_has_help(script, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--figures-dir" in capsys.readouterr().out
