@@ -12,6 +12,10 @@ from pathlib import Path
 import torch
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint file that is missing, unreadable or of the wrong kind."""
 
@@ -24,6 +28,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -54,9 +59,11 @@ def save_figure(fig, path, dpi=150):
 def _load_failure_reason(error):
     """One readable line of why torch.load refused a file."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    unsafe = [line for line in lines if "Unsupported global" in line]
-    if unsafe:
-        return unsafe[0].split(" was not an allowed global")[0] + " (refused: unpickling it could run code)"
+    if lines and lines[0].startswith("Weights only load failed"):
+        detail = next((line for line in lines[1:] if "nsupported" in line), "")
+        detail = detail.replace("WeightsUnpickler error: ", "").split(" was not an allowed global")[0]
+        return ("refused by the safe loader (weights_only=True): it holds objects other than tensors and plain "
+                f"values, and unpickling them could run code{'; ' + detail if detail else ''}")
     return (lines[0] if lines else type(error).__name__)[:200]
 
 

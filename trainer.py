@@ -226,8 +226,8 @@ class Trainer:
                                             "threshold": val["eer_threshold"] if val["eer_threshold"] is not None else 0.5,
                                             "normalization": list(self.normalization), "config": self.config})
             history["best_epoch"] = best["epoch"]
+            save_checkpoint(last_path, self._state(history, best))  # first, so the JSON never runs ahead of it
             write_json(json_path, history)
-            save_checkpoint(last_path, self._state(history, best))
             print(format_epoch(self.epoch, epochs, epoch_record))
         return history
 
