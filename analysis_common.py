@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from tqdm import tqdm
 
-from faces_dataset import CLASS_NAMES, DatasetError, FacesDataset, Normalizer, list_image_files
+from faces_dataset import DatasetError, FacesDataset, Normalizer
 from fileio import CheckpointError, save_figure
 from models import MODEL_NAMES, NORMALIZATION, load_trained_model
 from train_main import OPTIMIZERS, resolve_dataset
@@ -121,22 +121,6 @@ def load_run_model(args):
     return model, checkpoint
 
 
-class EvaluationFaces(FacesDataset):
-    """A split to evaluate: a FacesDataset whose ``real/`` or ``fake/`` may be missing or empty
-    (say, a folder of fakes from an unseen generator), as long as one class has images."""
-
-    def __init__(self, root_path, transform=None):
-        self.root_path, self.transform = Path(root_path), transform
-        found = {name: list_image_files(self.root_path / name) if (self.root_path / name).is_dir() else []
-                 for name in CLASS_NAMES}
-        if not any(found.values()):
-            raise DatasetError(f"{self.root_path}: no images in real/ or fake/; pass a split folder that holds "
-                               "real/ and/or fake/ face images")
-        self.real_image_files, self.fake_image_files = found["real"], found["fake"]
-        self.files = self.real_image_files + self.fake_image_files
-        self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
-
-
 def evaluated_name(args):
     return dataset_name(args.eval_dataset or args.dataset)
 
@@ -152,7 +136,8 @@ def find_dataset(name, data_root):
 
 def load_split(args):
     """The split evaluated (``--split`` of ``--eval-dataset``, default the run's own dataset)."""
-    return EvaluationFaces(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split)
+    return FacesDataset(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split,
+                        require_both_classes=False)
 
 
 def figure_prefix(args):

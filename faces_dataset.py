@@ -92,9 +92,11 @@ class FacesDataset(Dataset):
     Files are sorted, real first; every image is returned as 256x256 RGB (see
     ``load_image``: other sizes are resized). ``__getitem__`` returns
     ``(transform(image), label)``, or a float tensor in [0, 1] when ``transform`` is None.
+    With ``require_both_classes=False`` (evaluation splits) one of ``real/`` and ``fake/``
+    may be missing or empty.
     """
 
-    def __init__(self, root_path, transform=None):
+    def __init__(self, root_path, transform=None, require_both_classes=True):
         self.root_path = Path(root_path)
         self.transform = transform
         if not self.root_path.is_dir():
@@ -103,12 +105,15 @@ class FacesDataset(Dataset):
         files = {}
         for name in CLASS_NAMES:
             folder = self.root_path / name
-            if not folder.is_dir():
+            if not folder.is_dir() and require_both_classes:
                 raise DatasetError(f"{folder}: missing; put the {name} face images of this split in a '{name}/' sub-folder")
-            files[name] = list_image_files(folder)
-            if not files[name]:
+            files[name] = list_image_files(folder) if folder.is_dir() else []
+            if not files[name] and require_both_classes:
                 raise DatasetError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                                    f"add {name} face images")
+        if not any(files.values()):
+            raise DatasetError(f"{self.root_path}: no images in real/ or fake/ (looked for "
+                               f"{', '.join(IMAGE_EXTENSIONS)}); add face images")
         self.real_image_files = files["real"]
         self.fake_image_files = files["fake"]
         self.files = self.real_image_files + self.fake_image_files
@@ -193,7 +198,7 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
         print(f"warning: {len(failures)} of {len(dataset)} files in {dataset.root_path} could not be read and were skipped")
     labels = torch.tensor([dataset.labels[i] for i in kept], dtype=torch.int64)
     for label, name in enumerate(CLASS_NAMES):
-        if not (labels == label).any():
+        if label in dataset.labels and not (labels == label).any():
             raise DatasetError(f"{dataset.root_path / name}: no readable images left; add {name} face images")
     images = images[:len(kept)].clone() if len(kept) < len(dataset) else images
     files = [dataset.files[i] for i in kept]

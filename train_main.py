@@ -9,6 +9,7 @@
 ``..._last.pt`` (everything needed for ``--resume``).
 """
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -107,18 +108,36 @@ def build_optimizer(name, parameters, params):
 
 
 def load_splits(args):
-    """The train/val/test splits: decoded once (cached) by default, per-item with --no-cache."""
+    """The train/val/test splits: decoded once (cached) by default, per-item with --no-cache.
+    Validation and test may hold one class only (their AUC is then reported as undefined)."""
     splits = []
     for split in SPLITS:
-        dataset = FacesDataset(args.dataset_path / split)
+        dataset = FacesDataset(args.dataset_path / split, require_both_classes=split == "train")
         if not args.no_cache:
             dataset = decode_dataset(dataset, args.cache_dir, args.workers, args.strict)
             where = place_images(dataset, args.device)
             print(f"{split}: {len(dataset)} images decoded, held in {where}")
         else:
             print(f"{split}: {len(dataset)} images, decoded per item")
+        if len(set(map(int, dataset.labels))) < 2:
+            if split == "val" and args.selection_metric == "val_auc":
+                raise DatasetError(f"{dataset.root_path}: holds one class only, so its AUC is undefined; "
+                                   "add images of the other class or use --selection-metric val_acc")
+            print(f"warning: {dataset.root_path} holds one class only: accuracy is reported, AUC is undefined")
         splits.append(dataset)
+    if not args.no_cache:
+        train_images = set(pixel_digests(splits[0]))
+        for dataset in splits[1:]:
+            shared = sum(digest in train_images for digest in pixel_digests(dataset))
+            if shared:
+                print(f"warning: {shared} image(s) of {dataset.root_path} also appear in {splits[0].root_path} "
+                      "(identical pixels): the results on this split are optimistic")
     return splits
+
+
+def pixel_digests(decoded):
+    """A hash of each decoded image's pixels (finds duplicates whatever their file names)."""
+    return [hashlib.sha1(image.numpy().tobytes()).digest() for image in decoded.images.cpu()]
 
 
 def main(argv=None):

@@ -4,7 +4,7 @@ import math
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +190,8 @@ class Trainer:
         the same trainer continues in memory.
         """
         json_path, best_path, last_path = output_paths(logging_parameters, self.out_dir, self.checkpoint_dir)
+        for stale in [*json_path.parent.glob(f".{json_path.name}.*.tmp"), *last_path.parent.glob(f".{best_path.stem}*.tmp")]:
+            stale.unlink()  # left by a run killed while writing
         if resume and last_path.exists():
             self.history, self.best = self._resume(last_path, logging_parameters)
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")

@@ -77,19 +77,40 @@ def test_per_item_path_trains(tiny_fakes, tmp_path):
     assert history["config"]["no_cache"] is True and len(history["train_loss"]) == 1
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume(tiny_fakes, tmp_path):
-    command = [sys.executable, str(ROOT / "train_main.py"), "-d", str(tiny_fakes), "-o", "Adam", "-b", "2", "-e", "3",
-               "--device", "cpu", "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
-               "--cache-dir", str(tmp_path / "cache")]
-    json_path = tmp_path / "out" / "tiny_fakes_SimpleNet_Adam.json"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not json_path.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
+def kill_when(process, ready, delay=0.0, timeout=120):
+    """SIGKILL ``process`` ``delay`` seconds after ``ready()`` becomes true."""
+    deadline = time.time() + timeout
+    while not ready() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.002)
+    time.sleep(delay)
+    assert process.poll() is None, "the run ended before the kill point"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_fakes, tmp_path_factory):
+    work = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(kill_test_command(tiny_fakes, work), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return torch.load(work / "ck" / "tiny_fakes_SimpleNet_Adam_last.pt", weights_only=True)
+
+
+def kill_test_command(dataset, work):
+    return [sys.executable, str(ROOT / "train_main.py"), "-d", str(dataset), "-o", "Adam", "-b", "2", "-e", "3",
+            "--device", "cpu", "--deterministic", "--out-dir", str(work / "out"), "--checkpoint-dir", str(work / "ck"),
+            "--cache-dir", str(work / "cache")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_point", ["mid_epoch", "checkpoint_write"])
+def test_sigkill_then_resume_loses_nothing(tiny_fakes, tmp_path, uninterrupted_run, kill_point):
+    command = kill_test_command(tiny_fakes, tmp_path)
+    json_path = tmp_path / "out" / "tiny_fakes_SimpleNet_Adam.json"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if kill_point == "mid_epoch":
+        kill_when(process, json_path.exists, delay=0.3)
+    else:  # the moment a checkpoint's temporary file appears (the second epoch's, so one whole file exists)
+        kill_when(process, lambda: json_path.exists() and any((tmp_path / "ck").glob(".*.tmp")))
     killed = json.loads(json_path.read_text())
     done = len(killed["train_loss"])
     assert 1 <= done < 3
@@ -97,7 +118,13 @@ def test_sigkill_mid_epoch_then_resume(tiny_fakes, tmp_path):
     last = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_Adam_last.pt", weights_only=True)
     assert last["epoch"] in (done, done + 1)  # the kill may fall between the checkpoint and the JSON
     assert last["history"]["train_loss"][:done] == killed["train_loss"]
+    torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_Adam.pt", weights_only=True)
     subprocess.run(command + ["--resume"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finished = json.loads(json_path.read_text())
     assert len(finished["train_loss"]) == 3
     assert finished["train_loss"][:done] == killed["train_loss"]
+    assert not list((tmp_path / "ck").glob(".*.tmp")), "stale temporary files left behind"
+    resumed = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_Adam_last.pt", weights_only=True)
+    for key, value in uninterrupted_run["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert finished["train_loss"] == uninterrupted_run["history"]["train_loss"]
