@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 SIZE = 256
-VERSION = 1
+VERSION = 2
 SPLIT_COUNTS = {  # (real, fake) images per split
     "demo_fakes": {"train": (250, 250), "val": (75, 75), "test": (100, 50)},
     "demo_synthetic": {"train": (250, 250), "val": (75, 75), "test": (75, 75)},
@@ -108,10 +108,10 @@ def face_swap(rng):
     source = dict(random_identity(rng), face_center=target["face_center"], face_radii=target["face_radii"],
                   background=target["background"])
     target_image = camera(render_face(target), rng)
-    source_image = camera(render_face(source), rng, strength=rng.uniform(0.0, 0.6))
-    correction = rng.uniform(0.5, 0.95)
+    source_image = camera(render_face(source), rng, strength=rng.uniform(0.0, 0.3))
+    correction = rng.uniform(0.2, 0.8)
     source_image = source_image + correction * (target["skin"] - source["skin"]).astype(np.float32)
-    source_image = _blur(source_image, rng.uniform(0.3, 1.5))
+    source_image = _blur(source_image, rng.uniform(0.8, 2.0))
     xx, yy = _grid(SIZE)
     cx, cy = target["face_center"]
     region = _ellipse(xx, yy, cx, cy + rng.uniform(2, 10), target["face_radii"][0] * rng.uniform(0.62, 0.78),
