@@ -15,11 +15,11 @@ data: $(VENV)/.installed
 	$(PY) demo_data.py --out data
 
 demo: data
-	$(PY) train_main.py -m SimpleNet -d demo_fakes -o Adam --lr 0.001 -b 32 -e 5 --device cpu --overwrite
-	$(PY) report.py -m SimpleNet -d demo_fakes -o Adam --device cpu
+	$(PY) train_main.py -m SimpleNet -d demo_fakes -e 5 --device cpu --overwrite
+	$(PY) report.py -m SimpleNet -d demo_fakes --device cpu
 
 report: $(VENV)/.installed
-	$(PY) report.py -m SimpleNet -d demo_fakes -o Adam
+	$(PY) report.py -m SimpleNet -d demo_fakes
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from faces_dataset import DatasetError, FacesDataset, Normalizer
 from fileio import CheckpointError, save_figure
-from models import MODEL_NAMES, NORMALIZATION, load_trained_model
-from train_main import OPTIMIZERS, resolve_dataset
-from trainer import LoggingParameters, output_paths
+from models import NORMALIZATION, load_trained_model, model_name
+from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
+from train_main import resolve_dataset
+from trainer import LoggingParameters, model_file_name, output_paths
 
 DPI = 150
 DEFAULT_NORMALIZATION = NORMALIZATION["SimpleNet"]  # (mean, std) of both toolkit models; pass the checkpoint's
@@ -32,10 +33,13 @@ class AnalysisError(RuntimeError):
 
 def add_run_arguments(parser, model=True, evaluation=True):
     """The flags naming a run as train_main.py does, plus where figures go (and what to evaluate)."""
-    parser.add_argument("-m", "--model", default="SimpleNet", choices=MODEL_NAMES, help="detector (default: SimpleNet)")
+    parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
+                        help="detector: SimpleNet, XceptionBased or timm:ARCH (default: SimpleNet)")
     parser.add_argument("-d", "--dataset", default="demo_fakes",
                         help="dataset the run was trained on: a name under --data-root or a path (default: demo_fakes)")
-    parser.add_argument("-o", "--optimizer", default="SGD", choices=OPTIMIZERS, help="optimizer of the run (default: SGD)")
+    default_optimizer = RECIPES[DEFAULT_RECIPE]["optimizer"]
+    parser.add_argument("-o", "--optimizer", default=default_optimizer, choices=OPTIMIZERS,
+                        help=f"optimizer of the run (default: {default_optimizer}, the default recipe's)")
     parser.add_argument("--out-dir", default="out", help="folder of the run's metrics JSON (default: out)")
     parser.add_argument("--figures-dir", default="figures", help="where figures and JSON go (default: figures)")
     if model:
@@ -95,7 +99,8 @@ def train_command(args):
 
 def missing_run(path, args):
     """AnalysisError for a run file that does not exist: names it, the command that makes it, and other runs found."""
-    others = sorted(p.stem.rsplit("_", 1)[-1] for p in Path(args.out_dir).glob(f"{dataset_name(args.dataset)}_{args.model}_*.json")
+    pattern = f"{dataset_name(args.dataset)}_{model_file_name(args.model)}_*.json"
+    others = sorted(p.stem.rsplit("_", 1)[-1] for p in Path(args.out_dir).glob(pattern)
                     if p.stem.rsplit("_", 1)[-1] in OPTIMIZERS)
     hint = f" (runs found with: {', '.join(f'-o {o}' for o in others)})" if others else ""
     return AnalysisError(f"{path}: not found; train the run first: {train_command(args)}{hint}")
@@ -142,7 +147,7 @@ def load_split(args):
 
 def figure_prefix(args):
     """``{dataset}_{model}``, plus ``_on_{evaluated dataset}`` for a cross-dataset evaluation."""
-    prefix = f"{dataset_name(args.dataset)}_{args.model}"
+    prefix = f"{dataset_name(args.dataset)}_{model_file_name(args.model)}"
     return prefix if evaluated_name(args) == dataset_name(args.dataset) else f"{prefix}_on_{evaluated_name(args)}"
 
 

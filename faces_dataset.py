@@ -10,8 +10,8 @@ A dataset split is a folder with ``real/`` and ``fake/`` sub-folders (label 0 = 
   normalizes whole batches on the training device.
 
 ``make_batches`` picks the path from the dataset's type; both produce the same
-distribution of augmented images (random 256 crop of the 4-pixel zero-padded image,
-horizontal flip with probability 0.5).
+distribution of augmented images (by default the course's random 256 crop of the 4-pixel
+zero-padded image and horizontal flip with probability 0.5; see ``augment.py`` for the others).
 """
 import copy
 import hashlib
@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import transforms
 from tqdm import tqdm
+
+from augment import CROP_PADDING, AugmentConfig, Augmenter, ItemAugment
 
 IMAGE_SIZE = 256
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
-CROP_PADDING = 4
 MAX_IMAGE_PIXELS = 8192 * 8192
 CACHE_VERSION = 1
 
@@ -211,34 +212,51 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
     return DecodedFaces(images, labels, files, dataset.root_path)
 
 
-def item_transform(mean, std, train):
-    """The per-item (PIL) transform: crop + flip when training, then to tensor and normalize."""
-    steps = [transforms.RandomCrop(IMAGE_SIZE, padding=CROP_PADDING), transforms.RandomHorizontalFlip()] if train else []
-    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(mean, std)])
+def item_transform(mean, std, train, augment=None):
+    """The per-item (PIL) transform: when training, ``augment``'s crop + flip (default: the
+    course's RandomCrop(256, padding=4) + flip) and photometric ops; then to tensor and normalize."""
+    augment = augment or AugmentConfig()
+    steps = []
+    if train:
+        if augment.crop == "pad":
+            steps.append(transforms.RandomCrop(IMAGE_SIZE, padding=CROP_PADDING))
+        elif augment.crop == "native":
+            steps.append(transforms.RandomCrop(augment.crop_size))
+        if augment.flip:
+            steps.append(transforms.RandomHorizontalFlip())
+    if train and augment.photometric:
+        steps += [transforms.PILToTensor(), ItemAugment(augment), transforms.ConvertImageDtype(torch.float32)]
+    else:
+        steps.append(transforms.ToTensor())
+    return transforms.Compose(steps + [transforms.Normalize(mean, std)])
 
 
-def draw_crop_flip(count, generator, padding=CROP_PADDING):
-    """Random crop offsets (2 x count, 0..2*padding) and flips (count,) from a CPU ``generator``."""
-    offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
-    return offsets, torch.rand(count, generator=generator) < 0.5
+def balanced_sample_weights(labels):
+    """Per-image sampling weights that draw both classes equally often (1 / size of its class)."""
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    return 1.0 / torch.bincount(labels, minlength=2).double()[labels]
 
 
-def crop_flip(images, offsets, flips, padding=CROP_PADDING):
-    """Crop each image of a batch at ``offsets`` from its ``padding``-zero-padded copy, then flip
-    where ``flips``: RandomCrop(size, padding) + RandomHorizontalFlip as two gathers."""
-    batch, channels, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (padding,) * 4)
-    rows = torch.arange(height, device=images.device) + offsets[0][:, None]
-    columns = torch.arange(width, device=images.device)
-    columns = torch.where(flips[:, None], width - 1 - columns, columns) + offsets[1][:, None]
-    images = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, padded.shape[3]))
-    return images.gather(3, columns[:, None, None, :].expand(batch, channels, height, width))
-
-
-def random_crop_flip(images, generator, padding=CROP_PADDING):
-    """Batched RandomCrop + RandomHorizontalFlip with parameters drawn from ``generator``."""
-    offsets, flips = draw_crop_flip(len(images), generator, padding)
-    return crop_flip(images, offsets.to(images.device), flips.to(images.device), padding)
+def channel_statistics(dataset, max_images=1000):
+    """Per-channel (mean, std) in [0, 1] units over up to ``max_images`` evenly spaced images of a
+    split (DecodedFaces or FacesDataset: the same files give the same numbers), rounded to 4 places."""
+    indices = torch.linspace(0, len(dataset) - 1, min(len(dataset), max_images)).round().long().unique()
+    sums = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    pixels = 0
+    for chunk in indices.split(32):
+        if isinstance(dataset, DecodedFaces):
+            batch = dataset.images[chunk.to(dataset.images.device)].cpu()
+        else:
+            arrays = [array for array, _ in map(_decode_one, [dataset.files[i] for i in chunk]) if array is not None]
+            batch = torch.from_numpy(np.stack(arrays))
+        batch = batch.double() / 255
+        sums += batch.sum((0, 2, 3))
+        squares += (batch * batch).sum((0, 2, 3))
+        pixels += batch[:, 0].numel()
+    mean = sums / pixels
+    std = (squares / pixels - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 
 class Normalizer:
@@ -255,24 +273,34 @@ class Normalizer:
 
 
 class CachedBatches:
-    """Batches of a DecodedFaces on ``device``: shuffled, cropped, flipped (train) and normalized in bulk."""
+    """Batches of a DecodedFaces on ``device``: shuffled (or drawn with ``sample_weights``),
+    augmented (train) and normalized in bulk."""
 
-    def __init__(self, decoded, batch_size, device, normalizer, train, generator):
+    def __init__(self, decoded, batch_size, device, normalizer, train, generator, augment=None, sample_weights=None):
         self.decoded, self.batch_size, self.device = decoded, batch_size, torch.device(device)
         self.normalize, self.train, self.generator = normalizer, train, generator
+        self.augmenter = Augmenter(augment or AugmentConfig())
+        self.sample_weights = sample_weights
         self.labels = decoded.labels.to(self.device)
 
     def __len__(self):
         return (len(self.decoded) + self.batch_size - 1) // self.batch_size
 
+    def _order(self, count):
+        if not self.train:
+            return torch.arange(count)
+        if self.sample_weights is not None:
+            return torch.multinomial(self.sample_weights, count, replacement=True, generator=self.generator)
+        return torch.randperm(count, generator=self.generator)
+
     def __iter__(self):
         """One epoch. The order and augmentation of the whole epoch are drawn up front and sent
-        to the device once, so the loop itself never waits on the host."""
+        to the device once, so the loop itself never waits on the host (JPEG re-compression,
+        when on, is the exception: it runs on the host)."""
         count = len(self.decoded)
-        order = torch.randperm(count, generator=self.generator) if self.train else torch.arange(count)
+        order = self._order(count)
         if self.train:
-            offsets, flips = draw_crop_flip(count, self.generator)
-            offsets, flips = offsets.to(self.device), flips.to(self.device)
+            params = Augmenter.to(self.augmenter.draw(count, self.generator), self.device)
         images = self.decoded.images
         order_on_device = order.to(self.device)
         for start in range(0, count, self.batch_size):
@@ -284,19 +312,24 @@ class CachedBatches:
             else:
                 batch = images[order[start:start + self.batch_size]]
             if self.train:
-                batch = crop_flip(batch, offsets[:, start:start + self.batch_size], flips[start:start + self.batch_size])
+                batch = self.augmenter(batch, Augmenter.select(params, start, start + self.batch_size))
             yield self.normalize(batch), self.labels[index]
 
 
 class ItemBatches:
     """Batches of a FacesDataset through a DataLoader with the per-item PIL transform."""
 
-    def __init__(self, dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False):
+    def __init__(self, dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
+                 augment=None, sample_weights=None):
         dataset = copy.copy(dataset)
-        dataset.transform = item_transform(mean, std, train)
+        dataset.transform = item_transform(mean, std, train, augment)
+        sampler = None
+        if train and sample_weights is not None:
+            sampler = WeightedRandomSampler(sample_weights, len(dataset), replacement=True, generator=generator)
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator,
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                                 generator=generator,
                                  num_workers=workers, pin_memory=self.device.type == "cuda",
                                  persistent_workers=workers > 0)
 
@@ -324,9 +357,13 @@ def place_images(decoded, device, max_fraction=0.5):
     return "host memory"
 
 
-def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False):
-    """Batches for a split: the fast path for a DecodedFaces, the per-item path for a FacesDataset."""
+def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
+                 augment=None, sample_weights=None):
+    """Batches for a split: the fast path for a DecodedFaces, the per-item path for a FacesDataset.
+    ``augment`` (an AugmentConfig, default the course's crop + flip) and ``sample_weights``
+    (per-image, drawn with replacement; None = a shuffle) apply when ``train``."""
     if isinstance(dataset, DecodedFaces):
         normalizer = Normalizer(mean, std, device, channels_last)
-        return CachedBatches(dataset, batch_size, device, normalizer, train, generator)
-    return ItemBatches(dataset, batch_size, device, mean, std, train, generator, workers, channels_last)
+        return CachedBatches(dataset, batch_size, device, normalizer, train, generator, augment, sample_weights)
+    return ItemBatches(dataset, batch_size, device, mean, std, train, generator, workers, channels_last,
+                       augment, sample_weights)

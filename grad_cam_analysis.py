@@ -26,7 +26,8 @@ GRID_COLUMNS = 6
 
 
 def target_layer_name(model):
-    """The layer Grad-CAM explains: ``conv3`` for SimpleNet, ``act4`` for XceptionBased.
+    """The layer Grad-CAM explains: ``conv3`` for SimpleNet, ``act4`` for XceptionBased, and for
+    any other model (timm architectures) ``last_spatial_module``: the module feeding global pooling.
 
     Xception's last stages (``block12``, ``conv3``/``bn3``, ``conv4``/``bn4``/``act4``) all
     work at the same 8x8 resolution for a 256x256 input (``block12`` holds the last stride),
@@ -41,7 +42,33 @@ def target_layer_name(model):
         return "conv3"
     if hasattr(model, "act4"):
         return "act4"
-    raise ValueError(f"no Grad-CAM target layer known for {type(model).__name__}; pass layer=")
+    return last_spatial_module(model)
+
+
+def last_spatial_module(model, size=256):
+    """Name of the last module to finish, in a forward pass of one ``size`` x ``size`` image, whose
+    output is a feature map (4-D, larger than 1x1): for a CNN with a global-pooling head (every
+    timm CNN) that is what the pooling reads (e.g. ``layer4`` of a ResNet, ``bn2`` of an
+    EfficientNet), the layer whose Grad-CAM decomposes the logit over space, as ``act4`` does
+    for Xception. Raises ValueError when the model has no such module."""
+    finished = []
+    hooks = [module.register_forward_hook(lambda module, inputs, output, name=name: finished.append((name, output)))
+             for name, module in model.named_modules() if name]
+    training = model.training
+    try:
+        model.eval()
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype))
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    spatial = [name for name, output in finished
+               if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-2:].numel() > 1]
+    if not spatial:
+        raise ValueError(f"no module of {type(model).__name__} outputs a feature map; pass layer=")
+    return spatial[-1]
 
 
 def classes_to_explain(explain, labels, logits):
@@ -60,7 +87,7 @@ def grad_cam_maps(images, model, classes, layer=None):
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    with GradCAM(model=model, target_layers=[layer or getattr(model, target_layer_name(model))]) as cam:
+    with GradCAM(model=model, target_layers=[layer or model.get_submodule(target_layer_name(model))]) as cam:
         return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
 
 

@@ -1,11 +1,15 @@
-"""Detectors: the course's SimpleNet and the Xception-based model, built by name."""
+"""Detectors built by name: the course's SimpleNet, the Xception-based model, and any timm
+architecture as ``timm:NAME`` (e.g. ``timm:resnet18``) with a 2-way head."""
+import argparse
+
 import torch
 from torch import nn
 
 from fileio import CheckpointError, load_checkpoint
-from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
+from xception import XCEPTION_MEAN, XCEPTION_STD, WeightsUnavailableError, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
+TIMM_PREFIX = "timm:"
 BF16_FASTER = {"XceptionBased"}
 # SimpleNet is trained from scratch on [-1, 1] inputs; Xception uses its own ImageNet statistics (also [-1, 1]).
 NORMALIZATION = {"SimpleNet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
@@ -48,25 +52,90 @@ def get_xception_based_model(pretrained=True, weights=None):
     return model
 
 
+def model_name_error(name):
+    """Why ``name`` names no detector, as the fix to make (one line), or None when it names one."""
+    if name in MODEL_NAMES:
+        return None
+    if name.startswith(TIMM_PREFIX):
+        import timm
+        if timm.is_model(name[len(TIMM_PREFIX):]):
+            return None
+        return "not a timm architecture; list them with python -c 'import timm; print(timm.list_models())'"
+    return f"choose {', '.join(MODEL_NAMES)} or {TIMM_PREFIX}ARCH for a timm architecture (e.g. {TIMM_PREFIX}resnet18)"
+
+
+def model_name(value):
+    """argparse type of ``-m``: a name of MODEL_NAMES or ``timm:ARCH``."""
+    error = model_name_error(value)
+    if error:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r}; {error}")
+    return value
+
+
+def build_timm_model(arch, weights=None):
+    """timm's ``arch`` with a 2-way head: random weights, or ``weights`` (a state dict file of that
+    architecture, e.g. ``timm.create_model(arch, pretrained=True).state_dict()``; its classifier,
+    of another size, is replaced). Nothing is downloaded."""
+    import timm
+    model = timm.create_model(arch, pretrained=False, num_classes=2)
+    if weights is None:
+        return model
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsUnavailableError(f"{weights}: cannot read it as a state dict ({type(error).__name__}); "
+                                      f"save one with torch.save(timm.create_model('{arch}').state_dict(), FILE)") from None
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    own = model.state_dict()
+    head = [key for key in own if key.startswith(model.pretrained_cfg.get("classifier", "fc") + ".")]
+    state = {key: value for key, value in state.items()
+             if not (key in head and value.shape != own[key].shape)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [key for key in missing if key not in head]
+    if missing or unexpected:
+        raise WeightsUnavailableError(
+            f"{weights}: not a state dict of timm {arch} ({len(missing)} missing keys, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); pass weights saved from timm.create_model('{arch}')")
+    return model
+
+
+def model_normalization(name, model):
+    """(mean, std) the detector's pretrained backbone expects (raises ValueError for SimpleNet)."""
+    if name == "XceptionBased":
+        return XCEPTION_MEAN, XCEPTION_STD
+    if name.startswith(TIMM_PREFIX):
+        return tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
+    raise ValueError(f"{name} has no pretrained backbone statistics; use --normalization dataset or symmetric")
+
+
+def has_global_pooling(name):
+    """Whether the detector takes inputs of any size (SimpleNet takes 256x256 only)."""
+    return name != "SimpleNet"
+
+
 def build_model(name, pretrained=True, weights=None):
-    """The detector called ``name`` (one of MODEL_NAMES); only that model is built."""
+    """The detector called ``name`` (MODEL_NAMES or ``timm:ARCH``); only that model is built.
+    A timm model starts from random weights unless ``weights`` (a local file) is given."""
+    if name.startswith(TIMM_PREFIX):
+        return build_timm_model(name[len(TIMM_PREFIX):], weights)
     if name == "SimpleNet":
         return SimpleNet()
     if name == "XceptionBased":
         return get_xception_based_model(pretrained=pretrained, weights=weights)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    raise ValueError(f"unknown model {name!r}; {model_name_error(name)}")
 
 
 def precision_settings(model_name, device, amp="auto"):
     """(autocast dtype or None, channels_last) for training ``model_name`` on ``device``.
 
     bf16 autocast and channels_last only on CUDA: ``auto`` turns them on for XceptionBased,
-    where they measured faster, and off for SimpleNet, where fp32 measured faster;
+    where they measured faster, and for timm models (deep CNNs like it), and off for
+    SimpleNet, where fp32 measured faster;
     ``bf16`` forces them on, ``off`` off. On the CPU they are always off (bf16 is slow there).
     """
     if torch.device(device).type != "cuda" or amp == "off":
         return None, False
-    if amp == "bf16" or model_name in BF16_FASTER:
+    if amp == "bf16" or model_name in BF16_FASTER or model_name.startswith(TIMM_PREFIX):
         return torch.bfloat16, True
     return None, False
 
@@ -80,8 +149,9 @@ def load_trained_model(checkpoint_path, device="cpu"):
     """
     checkpoint = load_checkpoint(checkpoint_path, required_keys=("model", "model_name"))
     name = checkpoint["model_name"]
-    if name not in MODEL_NAMES:
-        raise CheckpointError(f"{checkpoint_path}: unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    if not isinstance(name, str) or model_name_error(name):
+        reason = model_name_error(name) if isinstance(name, str) else model_name_error("")
+        raise CheckpointError(f"{checkpoint_path}: unknown model {name!r}; {reason}")
     model = build_model(name, pretrained=False)
     try:
         model.load_state_dict(checkpoint["model"])

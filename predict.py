@@ -89,7 +89,8 @@ def read_input(path, cropper=None):
 
 class CamWriter:
     """Saves a Grad-CAM overlay per image: evidence for the fake class, at the layer
-    grad_cam_analysis.py explains (SimpleNet ``conv3``, Xception ``act4``).
+    grad_cam_analysis.py explains (SimpleNet ``conv3``, Xception ``act4``, timm models the module
+    feeding global pooling).
 
     grad-cam (and grad_cam_analysis) is imported here, only when ``--cam`` is asked for.
     """

@@ -1,6 +1,12 @@
 """Train a real/fake face detector.
 
-    python train_main.py -m SimpleNet -d demo_fakes -o Adam --lr 0.001 -b 32 -e 5
+    python train_main.py -m SimpleNet -d demo_fakes                  # the improved recipe (default)
+    python train_main.py -m SimpleNet -d demo_fakes --recipe course  # the course's recipe exactly
+    python train_main.py -m timm:resnet18 -d demo_fakes -e 20        # any timm architecture
+
+A recipe sets the optimizer, learning rate and schedule, batch size, epochs, loss, class
+balancing, early stopping, normalization and augmentations; every flag below given on the
+command line overrides its recipe value, and the JSON's ``config`` records them all.
 
 ``-d`` is a dataset name under ``--data-root`` (default ``data``) or a path; it must hold
 ``train/``, ``val/`` and ``test/``, each with ``real/`` and ``fake/``. Writes
@@ -10,43 +16,96 @@
 """
 import argparse
 import hashlib
+import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from faces_dataset import DatasetError, FacesDataset, decode_dataset, place_images
+from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
+from faces_dataset import DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, place_images
 from fileio import CheckpointError
-from models import MODEL_NAMES, NORMALIZATION, build_model, precision_settings
+from models import TIMM_PREFIX, build_model, has_global_pooling, model_name, precision_settings
+from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
+                    build_scheduler, class_weights, resolve_normalization)
 from trainer import (SELECTION_METRICS, LoggingParameters, NonFiniteLossError, Trainer, format_history_table,
                      output_paths, seed_everything)
 from xception import WeightsUnavailableError
 
 SPLITS = ("train", "val", "test")
-OPTIMIZERS = ("SGD", "Adam")
+
+
+def from_recipe(key, what):
+    """Help text of a recipe-controlled flag: what it does and both recipes' values."""
+    return f"{what} (default: improved {RECIPES['improved'][key]}, course {RECIPES['course'][key]})"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", default="SimpleNet", choices=MODEL_NAMES, help="detector (default: SimpleNet)")
+    parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
+                        help=f"SimpleNet, XceptionBased, or {TIMM_PREFIX}ARCH for any timm architecture "
+                             f"(e.g. {TIMM_PREFIX}resnet18) with a 2-way head (default: SimpleNet)")
     parser.add_argument("-d", "--dataset", default="demo_fakes",
                         help="dataset name under --data-root, or a path to a dataset folder (default: demo_fakes)")
-    parser.add_argument("-o", "--optimizer", default="SGD", choices=OPTIMIZERS, help="optimizer (default: SGD)")
-    parser.add_argument("--lr", type=float, default=0.001, help="learning rate (default: 0.001)")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, choices=tuple(RECIPES),
+                        help=f"training recipe the flags below default to (default: {DEFAULT_RECIPE})")
+    parser.add_argument("-o", "--optimizer", choices=OPTIMIZERS, help=from_recipe("optimizer", "optimizer"))
+    parser.add_argument("--lr", type=float, help=from_recipe("lr", "peak learning rate"))
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    parser.add_argument("-b", "--batch_size", type=int, default=128, help="batch size (default: 128)")
-    parser.add_argument("-e", "--epochs", type=int, default=2, help="epochs (default: 2)")
+    parser.add_argument("--weight-decay", type=float,
+                        help=from_recipe("weight_decay", "AdamW's decoupled weight decay (AdamW only)"))
+    parser.add_argument("--schedule", choices=SCHEDULES,
+                        help=from_recipe("schedule", "learning rate after warm-up: constant, or cosine decay to 0 "
+                                                     "at the last epoch, stepped every iteration"))
+    parser.add_argument("--warmup-epochs", type=float,
+                        help=from_recipe("warmup_epochs", "epochs of linear learning-rate warm-up"))
+    parser.add_argument("-b", "--batch_size", type=int, help=from_recipe("batch_size", "batch size"))
+    parser.add_argument("-e", "--epochs", type=int, help=from_recipe("epochs", "epochs at most"))
+    parser.add_argument("--label-smoothing", type=float,
+                        help=from_recipe("label_smoothing", "cross-entropy label smoothing"))
+    parser.add_argument("--class-balance", choices=CLASS_BALANCE,
+                        help=from_recipe("class_balance", "sampler: draw both classes equally often; weights: "
+                                                          "weight the loss by inverse class frequency; none"))
+    parser.add_argument("--patience", type=int,
+                        help=from_recipe("patience", "stop after this many epochs without a better "
+                                                     "--selection-metric; 0 = never"))
+    parser.add_argument("--clip-grad-norm", type=float,
+                        help=from_recipe("clip_grad_norm", "clip the global gradient norm to this; 0 = off"))
+    parser.add_argument("--normalization", choices=NORMALIZATIONS,
+                        help=from_recipe("normalization", "input mean/std: dataset = training split's statistics, "
+                                                          "symmetric = [-1, 1], model = the pretrained backbone's "
+                                                          "own, cifar10 = the course's constants, auto = model "
+                                                          "with pretrained weights, else dataset"))
+    parser.add_argument("--crop", choices=CROP_MODES,
+                        help=from_recipe("crop", "training crop: pad = RandomCrop(256, padding=4); native = a "
+                                                 "random --crop-size window at native resolution, evaluation on "
+                                                 "the whole image (not SimpleNet); none"))
+    parser.add_argument("--crop-size", type=int, help=from_recipe("crop_size", "window side of --crop native"))
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                        help=from_recipe("flip", "random horizontal flip"))
+    parser.add_argument("--jitter", type=float,
+                        help=from_recipe("jitter", "colour jitter: brightness, contrast, saturation factors in "
+                                                   "[1-J, 1+J]; 0 = off"))
+    parser.add_argument("--blur-prob", type=float,
+                        help=from_recipe("blur_prob", "probability of a Gaussian blur, sigma in [0, 3]"))
+    parser.add_argument("--jpeg-prob", type=float,
+                        help=from_recipe("jpeg_prob", "probability of JPEG re-compression, quality in 30..100 "
+                                                      "(on the CPU)"))
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--deterministic", action="store_true", help="use deterministic algorithms (slower)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--workers", type=int, default=None,
                         help="decoding threads, or DataLoader workers with --no-cache (default: CPU cores; 0 with --no-cache)")
-    parser.add_argument("--weights", default=None, help="local ImageNet Xception weights file (timm or Cadene layout)")
-    parser.add_argument("--no-pretrained", action="store_true", help="XceptionBased from random weights")
-    parser.add_argument("--selection-metric", default="val_acc", choices=SELECTION_METRICS,
-                        help="validation metric that picks the best checkpoint (default: val_acc)")
+    parser.add_argument("--weights", default=None,
+                        help="local pretrained weights: ImageNet Xception (timm or Cadene layout) for XceptionBased, "
+                             "or a state dict of the timm architecture for timm:ARCH (whose head is replaced)")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="XceptionBased from random weights (timm models are random without --weights)")
+    parser.add_argument("--selection-metric", choices=SELECTION_METRICS,
+                        help=from_recipe("selection_metric", "validation metric that picks the best checkpoint "
+                                                             "and drives --patience"))
     parser.add_argument("--no-cache", action="store_true",
                         help="decode images with PIL on every access (the course's per-item path) instead of once")
     parser.add_argument("--cache-dir", default=".cache", help="where decoded splits are cached (default: .cache)")
@@ -59,6 +118,11 @@ def parse_args(argv=None):
     parser.add_argument("--out-dir", default="out", help="metrics JSON folder (default: out)")
     parser.add_argument("--checkpoint-dir", default="checkpoints", help="checkpoint folder (default: checkpoints)")
     args = parser.parse_args(argv)
+    args.recipe_overrides = [key for key in RECIPES[args.recipe] if getattr(args, key) is not None]
+    for key, value in RECIPES[args.recipe].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    check_recipe_values(parser, args)
     if not args.lr > 0:
         parser.error(f"--lr must be > 0 (got {args.lr})")
     if args.epochs < 1:
@@ -89,6 +153,40 @@ def parse_args(argv=None):
     return args, logging_parameters
 
 
+def check_recipe_values(parser, args):
+    """parser.error (exit 2) on recipe values out of range or that do not fit the model."""
+    if args.optimizer != "AdamW":
+        if "weight_decay" in args.recipe_overrides and args.weight_decay:
+            parser.error(f"--weight-decay {args.weight_decay}: applies to AdamW only; add -o AdamW or drop it")
+        args.weight_decay = 0.0
+    for flag, value, low, high in (("--weight-decay", args.weight_decay, 0, math.inf),
+                                   ("--warmup-epochs", args.warmup_epochs, 0, math.inf),
+                                   ("--label-smoothing", args.label_smoothing, 0, 0.99),
+                                   ("--patience", args.patience, 0, math.inf),
+                                   ("--clip-grad-norm", args.clip_grad_norm, 0, math.inf),
+                                   ("--jitter", args.jitter, 0, 0.99),
+                                   ("--blur-prob", args.blur_prob, 0, 1),
+                                   ("--jpeg-prob", args.jpeg_prob, 0, 1)):
+        if not low <= value <= high:
+            parser.error(f"{flag} must be in [{low}, {high}] (got {value})")
+    if args.crop == "native":
+        if not 0 < args.crop_size <= IMAGE_SIZE:
+            parser.error(f"--crop-size must be in 1..{IMAGE_SIZE} (got {args.crop_size})")
+        if not has_global_pooling(args.model) and args.crop_size != IMAGE_SIZE:
+            parser.error(f"--crop native: {args.model} takes {IMAGE_SIZE}x{IMAGE_SIZE} inputs only; "
+                         f"use --crop pad or a model with global pooling (XceptionBased, {TIMM_PREFIX}ARCH)")
+    if args.normalization == "model" and args.model == "SimpleNet":
+        parser.error("--normalization model: SimpleNet has no pretrained backbone statistics; "
+                     "use --normalization dataset or symmetric")
+
+
+def is_pretrained(args):
+    """Whether the model starts from pretrained weights (which decides --normalization auto)."""
+    if args.model.startswith(TIMM_PREFIX):
+        return args.weights is not None
+    return args.model == "XceptionBased" and not args.no_pretrained
+
+
 def resolve_dataset(name, data_root):
     """The dataset folder: ``name`` itself when it is a folder, else ``data_root/name``; None if neither."""
     for candidate in (Path(name), Path(data_root) / name):
@@ -98,13 +196,11 @@ def resolve_dataset(name, data_root):
 
 
 def optimizer_params(args):
-    return {"lr": args.lr, "momentum": args.momentum} if args.optimizer == "SGD" else {"lr": args.lr}
-
-
-def build_optimizer(name, parameters, params):
-    if name == "SGD":
-        return torch.optim.SGD(parameters, lr=params["lr"], momentum=params["momentum"])
-    return torch.optim.Adam(parameters, lr=params["lr"])
+    if args.optimizer == "SGD":
+        return {"lr": args.lr, "momentum": args.momentum}
+    if args.optimizer == "AdamW":
+        return {"lr": args.lr, "weight_decay": args.weight_decay}
+    return {"lr": args.lr}
 
 
 def load_splits(args):
@@ -149,13 +245,26 @@ def main(argv=None):
     try:
         train, val, test = load_splits(args)
         model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights)
-        trainer = Trainer(model, build_optimizer(args.optimizer, model.parameters(), logging_parameters.optimizer_params),
-                          torch.nn.CrossEntropyLoss(), args.batch_size, train, val, test, device=args.device,
-                          normalization=NORMALIZATION[args.model], autocast_dtype=autocast_dtype,
+        normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), train)
+        print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")
+        config["normalization_mean_std"] = [list(normalization[0]), list(normalization[1])]
+        optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
+        steps_per_epoch = math.ceil(len(train) / args.batch_size)
+        scheduler = build_scheduler(optimizer, args.schedule, args.epochs * steps_per_epoch,
+                                    round(args.warmup_epochs * steps_per_epoch))
+        loss_weights = class_weights(train.labels) if args.class_balance == "weights" else None
+        criterion = torch.nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=args.label_smoothing)
+        sample_weights = balanced_sample_weights(train.labels) if args.class_balance == "sampler" else None
+        augment = AugmentConfig(crop=args.crop, crop_size=args.crop_size, flip=args.flip, jitter=args.jitter,
+                                blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob)
+        trainer = Trainer(model, optimizer, criterion, args.batch_size, train, val, test, device=args.device,
+                          normalization=normalization, autocast_dtype=autocast_dtype,
                           channels_last=channels_last, compile_model=args.compile,
                           workers=args.workers if args.no_cache and args.workers else 0, seed=args.seed,
                           selection_metric=args.selection_metric, out_dir=args.out_dir,
-                          checkpoint_dir=args.checkpoint_dir, config=config)
+                          checkpoint_dir=args.checkpoint_dir, config=config, scheduler=scheduler,
+                          clip_grad_norm=args.clip_grad_norm, patience=args.patience, augment=augment,
+                          sample_weights=sample_weights)
         start = time.perf_counter()
         history = trainer.run(args.epochs, logging_parameters, resume=args.resume)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:

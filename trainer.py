@@ -16,12 +16,17 @@ from fileio import CheckpointError, load_checkpoint, save_checkpoint, write_json
 from metrics import binary_metrics
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_balanced_acc",
-              "test_loss", "test_acc", "test_auc", "test_balanced_acc", "epoch_seconds", "train_images_per_s")
+              "test_loss", "test_acc", "test_auc", "test_balanced_acc", "epoch_seconds", "train_images_per_s", "lr")
 SELECTION_METRICS = ("val_acc", "val_auc")
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+def model_file_name(model_name):
+    """``model_name`` as it appears in file names (``timm:resnet18`` -> ``timm-resnet18``)."""
+    return model_name.replace(":", "-")
 
 
 @dataclass
@@ -34,7 +39,7 @@ class LoggingParameters:
 
     @property
     def run_name(self):
-        return f"{self.dataset_name}_{self.model_name}_{self.optimizer_name}"
+        return f"{self.dataset_name}_{model_file_name(self.model_name)}_{self.optimizer_name}"
 
 
 def seed_everything(seed, deterministic=False):
@@ -67,21 +72,31 @@ class Trainer:
 
     The datasets are ``FacesDataset`` (per-item PIL path) or ``DecodedFaces`` (decoded
     cache, augmented in bulk on the device); see ``faces_dataset.make_batches``.
-    Averages are exact per-sample means. On CUDA, ``autocast_dtype`` (e.g. torch.bfloat16)
-    and ``channels_last`` speed up large models; on the CPU leave them off.
+    Averages are exact per-sample means; the validation and test loss is plain cross-entropy
+    whatever the training ``criterion`` (smoothed or weighted), so runs compare. On CUDA,
+    ``autocast_dtype`` (e.g. torch.bfloat16) and ``channels_last`` speed up large models; on
+    the CPU leave them off.
+
+    Recipe options: ``scheduler`` (stepped after every optimizer step, saved for resume),
+    ``clip_grad_norm`` (max global gradient norm, 0 = off), ``patience`` (stop after that many
+    epochs without a better ``selection_metric``, 0 = off), ``augment`` (an
+    augment.AugmentConfig for training batches) and ``sample_weights`` (per training image,
+    drawn with replacement, e.g. faces_dataset.balanced_sample_weights).
     """
 
     def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
                  device="cpu", normalization=((0.5,) * 3, (0.5,) * 3), autocast_dtype=None, channels_last=False,
                  compile_model=False, workers=0, seed=0, selection_metric="val_acc",
-                 out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True):
+                 out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True,
+                 scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None):
         if selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}")
         self.device = torch.device(device)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
         self.forward = torch.compile(self.model) if compile_model else self.model
-        self.optimizer, self.criterion, self.batch_size = optimizer, criterion, batch_size
+        self.optimizer, self.criterion, self.batch_size = optimizer, criterion.to(self.device), batch_size
+        self.scheduler, self.clip_grad_norm, self.patience = scheduler, clip_grad_norm, patience
         self.train_dataset, self.validation_dataset, self.test_dataset = train_dataset, validation_dataset, test_dataset
         self.autocast_dtype, self.normalization = autocast_dtype, normalization
         self.selection_metric, self.out_dir, self.checkpoint_dir = selection_metric, out_dir, checkpoint_dir
@@ -89,7 +104,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         mean, std = normalization
         self.train_batches = make_batches(train_dataset, batch_size, self.device, mean, std, True,
-                                          self.generator, workers, channels_last)
+                                          self.generator, workers, channels_last, augment, sample_weights)
         self.eval_batches = {
             id(dataset): make_batches(dataset, 2 * batch_size, self.device, mean, std, False,
                                       self.generator, workers, channels_last)
@@ -114,7 +129,11 @@ class Trainer:
                 loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             loss = loss.detach()
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
             loss_sum += loss * len(labels)
@@ -138,7 +157,7 @@ class Trainer:
         for images, labels in batches:
             with self._autocast():
                 logits = self.forward(images).float()
-            loss_sum += self.criterion(logits, labels) * len(labels)
+            loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
             scores.append(torch.softmax(logits, 1)[:, 1])
             labels_seen.append(labels)
         scores = torch.cat(scores).cpu().numpy()
@@ -164,7 +183,8 @@ class Trainer:
                 "history": history, "best": best, "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "config": self.config}
+                "config": self.config,
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
 
     def _resume(self, last_path, logging_parameters):
         state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best"))
@@ -173,6 +193,8 @@ class Trainer:
                                   f"not {logging_parameters.model_name}; resume with the same -m")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
@@ -187,7 +209,9 @@ class Trainer:
         rewritten atomically; ``checkpoints/{run}.pt`` holds the epoch with the best
         ``selection_metric`` (validation only; ties keep the earlier epoch). With ``resume``
         the run continues from the last checkpoint and its history; calling ``run`` again on
-        the same trainer continues in memory.
+        the same trainer continues in memory. With ``patience`` the run stops early (recorded
+        as ``stopped_early`` in the JSON) once that many epochs passed without a better
+        ``selection_metric``; the best checkpoint stays the best epoch's.
         """
         json_path, best_path, last_path = output_paths(logging_parameters, self.out_dir, self.checkpoint_dir)
         for stale in [*json_path.parent.glob(f".{json_path.name}.*.tmp"), *last_path.parent.glob(f".{best_path.stem}*.tmp")]:
@@ -200,11 +224,11 @@ class Trainer:
                             "optimizer": {"name": logging_parameters.optimizer_name,
                                           "params": logging_parameters.optimizer_params},
                             **{key: [] for key in EPOCH_KEYS}, "best_epoch": None,
-                            "selection_metric": self.selection_metric, "config": self.config,
+                            "selection_metric": self.selection_metric, "stopped_early": None, "config": self.config,
                             "versions": library_versions()}
             self.best = {"value": -math.inf, "epoch": None}
         history, best = self.history, self.best
-        while self.epoch < epochs:
+        while self.epoch < epochs and not history.get("stopped_early"):
             self.epoch += 1
             start = time.perf_counter()
             train_loss, train_acc = self.train_one_epoch()
@@ -216,9 +240,10 @@ class Trainer:
                             "test_loss": test["loss"], "test_acc": test["accuracy"], "test_auc": test["auc"],
                             "test_balanced_acc": test["balanced_accuracy"],
                             "epoch_seconds": time.perf_counter() - start,
-                            "train_images_per_s": len(self.train_dataset) / train_seconds}
+                            "train_images_per_s": len(self.train_dataset) / train_seconds,
+                            "lr": self.optimizer.param_groups[0]["lr"]}
             for key in EPOCH_KEYS:
-                history[key].append(epoch_record[key])
+                history.setdefault(key, []).append(epoch_record[key])
             value = epoch_record[self.selection_metric]
             if value is not None and value > best["value"]:
                 best.update(value=value, epoch=self.epoch)
@@ -228,9 +253,14 @@ class Trainer:
                                             "threshold": val["eer_threshold"] if val["eer_threshold"] is not None else 0.5,
                                             "normalization": list(self.normalization), "config": self.config})
             history["best_epoch"] = best["epoch"]
+            if self.patience and best["epoch"] is not None and self.epoch - best["epoch"] >= self.patience:
+                history["stopped_early"] = self.epoch
             save_checkpoint(last_path, self._state(history, best))  # first, so the JSON never runs ahead of it
             write_json(json_path, history)
             print(format_epoch(self.epoch, epochs, epoch_record))
+        if history.get("stopped_early"):
+            print(f"stopped early after epoch {history['stopped_early']}: no better {self.selection_metric} "
+                  f"for {self.patience} epochs (best: epoch {best['epoch']})")
         return history
 
 

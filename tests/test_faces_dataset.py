@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 import faces_dataset
+from augment import random_crop_flip
 from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, decode_dataset, item_transform, load_image,
-                           make_batches, random_crop_flip)
+                           make_batches)
 
 
 def write_image(path, size=(256, 256), colour=(128, 64, 32), mode="RGB", **save_args):

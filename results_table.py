@@ -1,0 +1,65 @@
+"""Summarize training runs as the Markdown table of docs/results.md.
+
+    python results_table.py out/*.json [--device "1 CPU thread"] [-o table.md]
+
+One row per run's JSON: dataset, model, recipe (and where the run's settings differ from that
+recipe's current values), epochs run, the validation-chosen epoch and the
+test accuracy, balanced accuracy and AUC at that epoch (test is read there only), the best
+validation metric, and the seconds spent in training + evaluation epochs.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fileio import atomic_write
+from recipe import RECIPES
+
+
+def show(value):
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def run_row(history, device):
+    """The table row of one run's history (its JSON)."""
+    config = history.get("config", {})
+    best = history["best_epoch"]
+    at = (best - 1) if best else None
+    stopped = f" (stopped early at {history['stopped_early']})" if history.get("stopped_early") else ""
+    metric = history.get("selection_metric", "val_acc")
+    recipe = config.get("recipe", "?")
+    differences = [f"{key} {config[key]}" for key, value in RECIPES.get(recipe, {}).items()
+                   if key != "epochs" and key in config and config[key] != value]
+    recipe = " + ".join([recipe, *differences])
+    cells = [Path(config.get("dataset", history["dataset"])).name, history["model"], recipe,
+             f"{len(history['train_loss'])}{stopped}", str(best),
+             f"{metric} {show(history[metric][at]) if at is not None else 'n/a'}",
+             *(show(history[key][at]) if at is not None else "n/a"
+               for key in ("test_acc", "test_balanced_acc", "test_auc")),
+             f"{sum(history['epoch_seconds']):.0f}", device or config.get("device", "?")]
+    return "| " + " | ".join(cells) + " |"
+
+
+def results_table(paths, device=None):
+    """Markdown table of the runs whose JSON files are ``paths``."""
+    lines = ["| dataset | model | recipe | epochs | chosen epoch | chosen on | test acc | test bal. acc | test AUC "
+             "| train+eval s | device |", "|" + "---|" * 11]
+    lines += [run_row(json.loads(Path(path).read_text()), device) for path in paths]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run JSON files written by train_main.py")
+    parser.add_argument("--device", default=None, help="device column text (default: the run's --device)")
+    parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    table = results_table(args.runs, args.device)
+    print(table)
+    if args.output:
+        atomic_write(args.output, lambda tmp: Path(tmp).write_text(table + "\n"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

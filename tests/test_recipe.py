@@ -1,0 +1,316 @@
+"""The training recipes: schedule, optimizer, class balance, early stopping, gradient clipping,
+augmentations on both data paths, normalization, --recipe course, and timm models."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+import grad_cam_analysis
+import results_table
+import train_main
+from augment import (CROP_PADDING, AugmentConfig, Augmenter, ItemAugment, color_jitter, draw_crop_flip, gaussian_blur,
+                     jpeg_recompress)
+from faces_dataset import (DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics, decode_dataset,
+                           item_transform, make_batches)
+from models import SimpleNet, build_model, load_trained_model
+from recipe import (CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, class_weights, lr_factor,
+                    resolve_normalization)
+from trainer import LoggingParameters, Trainer, output_paths, seed_everything
+from xception import WeightsUnavailableError
+
+PARAMETERS = LoggingParameters("SimpleNet", "toy", "AdamW", {"lr": 1e-4})
+
+
+def toy_split(count, seed, fake_share=0.5):
+    """Dark noise images are real, bright noise images are fake."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(count) < round(count * fake_share)).long()
+    base = torch.where(labels[:, None, None, None] == 1, 150, 60)
+    images = (base + torch.randint(0, 60, (count, 3, 256, 256), generator=generator)).to(torch.uint8)
+    return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
+
+
+def toy_trainer(tmp_path, seed=0, epochs=2, lr=1e-4, **options):
+    seed_everything(seed, deterministic=True)
+    model = SimpleNet()
+    optimizer = build_optimizer("AdamW", model.parameters(), lr, weight_decay=0.05)
+    train = toy_split(16, 1)
+    steps_per_epoch = math.ceil(len(train) / 8)
+    scheduler = build_scheduler(optimizer, "cosine", epochs * steps_per_epoch, warmup_steps=2)
+    return Trainer(model, optimizer, torch.nn.CrossEntropyLoss(label_smoothing=0.1), 8, train, toy_split(6, 2),
+                   toy_split(6, 3), seed=seed, out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck",
+                   progress=False, scheduler=scheduler, **options)
+
+
+def test_warmup_cosine_values_at_given_steps():
+    assert lr_factor("cosine", 0, 110, 10) == pytest.approx(0.1)
+    assert lr_factor("cosine", 9, 110, 10) == pytest.approx(1.0)
+    assert lr_factor("cosine", 10, 110, 10) == pytest.approx(1.0)
+    assert lr_factor("cosine", 60, 110, 10) == pytest.approx(0.5)
+    assert lr_factor("cosine", 110, 110, 10) == pytest.approx(0.0)
+    assert lr_factor("cosine", 35, 110, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 35 / 110)))
+    assert lr_factor("constant", 4, 110, 10) == pytest.approx(0.5)
+    assert lr_factor("constant", 50, 110, 10) == 1.0
+
+
+def test_scheduler_is_stepped_every_iteration():
+    optimizer = build_optimizer("AdamW", [torch.nn.Parameter(torch.zeros(1))], 1e-3, weight_decay=0.05)
+    scheduler = build_scheduler(optimizer, "cosine", total_steps=20, warmup_steps=4)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert rates[12] == pytest.approx(5e-4)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert build_scheduler(optimizer, "constant", 20, 0) is None
+
+
+def test_resume_continues_the_schedule_exactly(tmp_path):
+    uninterrupted = toy_trainer(tmp_path / "a", epochs=3)
+    history = uninterrupted.run(3, PARAMETERS)
+    interrupted = toy_trainer(tmp_path / "b", epochs=3)
+    interrupted.run(1, PARAMETERS)
+    resumed = toy_trainer(tmp_path / "b", seed=7, epochs=3)  # a fresh process
+    resumed_history = resumed.run(3, PARAMETERS, resume=True)
+    assert resumed_history["lr"] == pytest.approx(history["lr"])
+    assert resumed.scheduler.last_epoch == uninterrupted.scheduler.last_epoch == 6
+    assert resumed_history["train_loss"] == history["train_loss"]
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_balanced_sampler_draws_both_classes_equally_on_both_paths(tiny_fakes):
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    weights = balanced_sample_weights(labels)
+    decoded = DecodedFaces(torch.zeros(100, 3, 8, 8, dtype=torch.uint8), labels, [""] * 100, "x")
+    batches = make_batches(decoded, 50, "cpu", (0.5,) * 3, (0.5,) * 3, True, torch.Generator().manual_seed(0),
+                           augment=AugmentConfig(crop="none", flip=False), sample_weights=weights)
+    drawn = torch.cat([batch_labels for _ in range(20) for _, batch_labels in batches])
+    assert abs(drawn.float().mean().item() - 0.5) < 0.03
+    dataset = FacesDataset(tiny_fakes / "train")
+    dataset.labels = [0] * 20 + [1] * 4  # a 5:1 split, files unread
+    item_batches = make_batches(dataset, 8, "cpu", (0.5,) * 3, (0.5,) * 3, True, torch.Generator().manual_seed(0),
+                                sample_weights=balanced_sample_weights(dataset.labels))
+    drawn = [dataset.labels[i] for _ in range(200) for i in item_batches.loader.sampler]
+    assert abs(np.mean(drawn) - 0.5) < 0.03
+
+
+def test_class_weights_equalize_the_classes():
+    weights = class_weights([0] * 90 + [1] * 10)
+    assert weights.tolist() == pytest.approx([100 / 180, 100 / 20])
+    assert (weights * torch.tensor([90.0, 10.0])).tolist() == pytest.approx([50.0, 50.0])
+
+
+def parse(tiny_fakes, tmp_path, *flags):
+    args, _ = train_main.parse_args(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"),
+                                     "--checkpoint-dir", str(tmp_path / "ck"), *flags])
+    return args
+
+
+def test_course_recipe_is_the_course_recipe(tiny_fakes, tmp_path):
+    args = parse(tiny_fakes, tmp_path, "--recipe", "course")
+    assert (args.optimizer, args.lr, args.batch_size, args.weight_decay) == ("Adam", 1e-3, 32, 0.0)
+    assert (args.schedule, args.warmup_epochs, args.label_smoothing, args.class_balance) == ("constant", 0, 0, "none")
+    assert (args.patience, args.clip_grad_norm, args.selection_metric) == (0, 0, "val_acc")
+    assert (args.crop, args.flip, args.jitter, args.blur_prob, args.jpeg_prob) == ("pad", True, 0, 0, 0)
+    assert resolve_normalization(args.normalization, "SimpleNet", None, False, None) == CIFAR10_NORMALIZATION
+    assert CIFAR10_NORMALIZATION == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    optimizer = build_optimizer(args.optimizer, SimpleNet().parameters(), args.lr)
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["weight_decay"] == 0
+    assert build_scheduler(optimizer, args.schedule, 100, 0) is None
+    transform = item_transform((0.5,) * 3, (0.5,) * 3, True, AugmentConfig(crop=args.crop, flip=args.flip))
+    assert [type(step).__name__ for step in transform.transforms] == [
+        "RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+    assert transform.transforms[0].padding == CROP_PADDING == 4
+
+
+def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes, tmp_path):
+    args = parse(tiny_fakes, tmp_path, "--recipe", "course", "--lr", "0.01", "--no-flip")
+    assert args.lr == 0.01 and args.flip is False and args.optimizer == "Adam"
+    assert sorted(args.recipe_overrides) == ["flip", "lr"]
+    assert parse(tiny_fakes, tmp_path).recipe == "improved"
+    code = train_main.main(["-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu", "--jitter", "0.1",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    history = json.loads((tmp_path / "out" / "tiny_fakes_SimpleNet_AdamW.json").read_text())
+    for key, value in RECIPES["improved"].items():
+        expected = {"batch_size": 8, "epochs": 1, "jitter": 0.1}.get(key, value)
+        assert history["config"][key] == expected, key
+    mean, std = history["config"]["normalization_mean_std"]
+    best = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_AdamW.pt", weights_only=True)
+    assert [list(x) for x in best["normalization"]] == [mean, std]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["-o", "Adam", "--weight-decay", "0.1"], "applies to AdamW only"),
+    (["--crop", "native"], "SimpleNet takes 256x256 inputs only"),
+    (["--blur-prob", "2"], "--blur-prob must be in [0, 1]"),
+    (["--label-smoothing", "-0.1"], "--label-smoothing must be in"),
+    (["--normalization", "model"], "SimpleNet has no pretrained backbone statistics"),
+    (["-m", "timm:no_such_net"], "not a timm architecture"),
+])
+def test_bad_recipe_flags_exit_2(tiny_fakes, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(tiny_fakes, tmp_path, *flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dataset_statistics_are_the_same_on_both_paths(tiny_fakes):
+    dataset = FacesDataset(tiny_fakes / "train")
+    decoded = decode_dataset(dataset, cache_dir=None, progress=False)
+    mean, std = channel_statistics(decoded)
+    assert (mean, std) == channel_statistics(dataset)
+    pixels = decoded.images.double() / 255
+    assert mean == pytest.approx(pixels.mean((0, 2, 3)).tolist(), abs=1e-4)
+    assert std == pytest.approx(pixels.std((0, 2, 3)).tolist(), abs=1e-3)
+
+
+def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+    trainer = toy_trainer(tmp_path, epochs=6, patience=2)
+    val_accuracies = iter([0.6, 0.9, 0.8, 0.7, 0.95, 0.95])
+    real_evaluate = trainer.evaluate
+
+    def scripted(dataset):
+        result = real_evaluate(dataset)
+        if dataset is trainer.validation_dataset:
+            result["accuracy"] = next(val_accuracies)
+        return result
+    monkeypatch.setattr(trainer, "evaluate", scripted)
+    history = trainer.run(6, PARAMETERS)
+    assert len(history["train_loss"]) == 4 and history["stopped_early"] == 4 and history["best_epoch"] == 2
+    json_path, best_path, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "ck")
+    assert torch.load(best_path, weights_only=True)["epoch"] == 2
+    assert json.loads(json_path.read_text())["stopped_early"] == 4
+    resumed = toy_trainer(tmp_path, epochs=6, patience=2)
+    assert len(resumed.run(6, PARAMETERS, resume=True)["train_loss"]) == 4  # a stopped run stays stopped
+
+
+def test_gradient_clipping_bounds_the_norm(tmp_path):
+    def step_norms(clip):
+        trainer = toy_trainer(tmp_path / str(clip), lr=1e-2, clip_grad_norm=clip)
+        norms, step = [], trainer.optimizer.step
+
+        def recording_step(*args, **kwargs):
+            norms.append(torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in trainer.model.parameters() if p.grad is not None])).item())
+            return step(*args, **kwargs)
+        trainer.optimizer.step = recording_step
+        trainer.train_one_epoch()
+        return norms
+    assert max(step_norms(0.0)) > 0.05
+    assert max(step_norms(0.05)) <= 0.05 * (1 + 1e-4)
+
+
+def test_default_augmentation_draws_as_the_course_path_did():
+    """Crop + flip alone draws exactly what draw_crop_flip drew, and nothing else."""
+    params = Augmenter(AugmentConfig()).draw(50, torch.Generator().manual_seed(4))
+    offsets, flips = draw_crop_flip(50, torch.Generator().manual_seed(4))
+    assert set(params) == {"offsets", "flips"}
+    assert torch.equal(params["offsets"], offsets) and torch.equal(params["flips"], flips)
+
+
+def test_native_crop_keeps_resolution_on_both_paths():
+    images = torch.randint(0, 256, (5, 3, 256, 256), dtype=torch.uint8)
+    augmenter = Augmenter(AugmentConfig(crop="native", crop_size=224, flip=False))
+    params = augmenter.draw(5, torch.Generator().manual_seed(0))
+    out = augmenter(images, params)
+    assert out.shape == (5, 3, 224, 224) and out.dtype == torch.uint8
+    for image, crop, (top, left) in zip(images, out, params["offsets"].T.tolist()):
+        assert 0 <= top <= 32 and torch.equal(crop, image[:, top:top + 224, left:left + 224])
+    transform = item_transform((0.0,) * 3, (1 / 255,) * 3, True, AugmentConfig(crop="native", crop_size=224))
+    item = transform(Image.fromarray(images[0].permute(1, 2, 0).numpy()))
+    assert item.shape == (3, 224, 224) and item.dtype == torch.float32
+
+
+def test_color_jitter_matches_torchvision():
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    factors = torch.tensor([[1.2], [0.7], [1.3]])
+    expected = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(image.float() / 255, 1.2), 0.7), 1.3)
+    out = color_jitter(image[None], factors)[0]
+    assert out.dtype == torch.uint8
+    assert (out.float() - expected * 255).abs().max() <= 1.0
+    assert torch.equal(color_jitter(image[None], torch.ones(3, 1))[0], image)
+
+
+def test_gaussian_blur_matches_torchvision_and_sigma_0_is_identity():
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    out = gaussian_blur(images, torch.tensor([0.0, 2.0]))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(out[0], images[0])
+    expected = TF.gaussian_blur(images[1].float(), kernel_size=19, sigma=2.0)
+    assert (out[1].float() - expected).abs().max() <= 1.0
+    assert out[1].float().std() < images[1].float().std() / 2
+
+
+def test_jpeg_recompression_changes_only_the_chosen_images():
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    out = jpeg_recompress(images, torch.tensor([0, 30, 95]))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(out[0], images[0])
+    errors = [(out[i].float() - images[i].float()).abs().mean().item() for i in (1, 2)]
+    assert errors[0] > errors[1] > 0  # lower quality, larger error
+
+
+def test_photometric_ops_have_the_same_distribution_on_both_paths():
+    """Bulk draws and the per-item transform of a flat grey image: same mean and spread of the
+    output brightness under jitter, same share of images changed by blur/JPEG."""
+    config = AugmentConfig(crop="none", flip=False, jitter=0.4, blur_prob=0.3, jpeg_prob=0.3)
+    grey = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    grey[:, :, 16:] = 200
+    draws = 400
+    augmenter = Augmenter(config)
+    bulk = augmenter(grey[None].repeat(draws, 1, 1, 1), augmenter.draw(draws, torch.Generator().manual_seed(0)))
+    transform = item_transform((0.0,) * 3, (1 / 255,) * 3, True, config)
+    pil_image = Image.fromarray(grey.permute(1, 2, 0).numpy())
+    torch.manual_seed(0)
+    per_item = torch.stack([transform(pil_image).round().to(torch.uint8) for _ in range(draws)])
+    assert any(isinstance(step, ItemAugment) for step in transform.transforms)
+    bulk_means, item_means = bulk.float().mean((1, 2, 3)), per_item.float().mean((1, 2, 3))
+    assert abs(bulk_means.mean() - item_means.mean()) < 4 and abs(bulk_means.std() - item_means.std()) < 4
+    edge = slice(13, 19)  # blur and JPEG soften the sharp edge in the middle
+    bulk_soft = (bulk[:, 0, :, edge].float().diff(dim=-1).abs().amax((1, 2)) < 150).float().mean()
+    item_soft = (per_item[:, 0, :, edge].float().diff(dim=-1).abs().amax((1, 2)) < 150).float().mean()
+    assert abs(bulk_soft - item_soft) < 0.1
+
+
+def test_timm_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    code = train_main.main(["-m", "timm:resnet10t", "-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_timm-resnet10t_AdamW.pt")
+    assert checkpoint["model_name"] == "timm:resnet10t"
+    assert grad_cam_analysis.target_layer_name(model) == "layer4"
+    images = torch.randn(2, 3, 256, 256)
+    maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
+    assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()
+
+
+def test_timm_weights_load_from_a_local_file_and_bad_files_are_refused(tmp_path):
+    import timm
+    source = timm.create_model("resnet10t", pretrained=False)  # 1000-class head, as a download would have
+    torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
+    model = build_model("timm:resnet10t", weights=tmp_path / "resnet10t.pth")
+    assert torch.equal(model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert model.fc.out_features == 2
+    torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
+    with pytest.raises(WeightsUnavailableError, match="not a state dict of timm resnet10t"):
+        build_model("timm:resnet10t", weights=tmp_path / "simplenet.pth")
+
+
+def test_results_table_reports_test_metrics_at_the_chosen_epoch(tiny_run):
+    history = json.loads(tiny_run["json"].read_text())
+    table = results_table.results_table([tiny_run["json"]], device="cpu")
+    row = table.splitlines()[2].split(" | ")
+    at = history["best_epoch"] - 1
+    assert row[0] == "| tiny_fakes" and row[1] == "SimpleNet" and row[4] == str(history["best_epoch"])
+    assert row[8] == f"{history['test_auc'][at]:.3f}" and row[6] == f"{history['test_acc'][at]:.3f}"
