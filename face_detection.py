@@ -10,9 +10,9 @@ so a detector sees the same kind of crop at prediction time as in training.
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from faces_dataset import IMAGE_SIZE, DatasetError
+from faces_dataset import IMAGE_SIZE, load_image
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 ENLARGE = 1.3
@@ -25,20 +25,12 @@ class FaceDetectorError(RuntimeError):
 
 
 def read_photo(path):
-    """A photo at full resolution as an RGB uint8 array (EXIF orientation honoured).
+    """A photo at full resolution as an RGB uint8 array, read as training reads images
+    (``faces_dataset.load_image``: EXIF orientation, any mode, decompression bombs refused).
 
     Raises DatasetError naming the file when it cannot be decoded.
     """
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image.load()
-            if image.mode == "P":
-                image = image.convert("RGBA")
-            return np.asarray(image.convert("RGB"))
-    except Exception as error:
-        raise DatasetError(f"{path}: cannot read image ({type(error).__name__}: {error}); "
-                           "replace or remove the file") from None
+    return np.asarray(load_image(path, size=None))
 
 
 class FaceCropper:

@@ -54,8 +54,8 @@ def list_image_files(folder):
     return sorted(found)
 
 
-def load_image(path):
-    """Open an image as a 256x256 RGB PIL image.
+def load_image(path, size=IMAGE_SIZE):
+    """Open an image as a ``size`` x ``size`` RGB PIL image (``size=None``: keep its own size).
 
     EXIF orientation is honoured; grayscale, palette, RGBA, CMYK and 16-bit images are
     converted to 8-bit RGB; images of another size are resized to 256x256 (bilinear).
@@ -82,8 +82,8 @@ def load_image(path):
         image = image.convert("RGBA")
     if image.mode != "RGB":
         image = image.convert("RGB")
-    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
     return image
 
 

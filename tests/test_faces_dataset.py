@@ -223,3 +223,9 @@ def test_decoded_faces_item_access():
     decoded = DecodedFaces(torch.zeros(2, 3, 256, 256, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"], ".")
     image, label = decoded[1]
     assert image.shape == (3, 256, 256) and label == 1 and len(decoded) == 2
+
+
+def test_full_resolution_read_keeps_the_size(tmp_path):
+    write_image(tmp_path / "wide.png", size=(400, 300), mode="L", colour=7)
+    image = load_image(tmp_path / "wide.png", size=None)
+    assert image.size == (400, 300) and image.mode == "RGB"
