@@ -243,8 +243,8 @@ def main(argv=None):
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
     try:
+        model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights)  # fails fast
         train, val, test = load_splits(args)
-        model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights)
         normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), train)
         print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")
         config["normalization_mean_std"] = [list(normalization[0]), list(normalization[1])]
