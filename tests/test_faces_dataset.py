@@ -44,6 +44,7 @@ def test_transform_is_applied(small_split):
 def test_non_images_hidden_files_and_nested_folders(small_split):
     (small_split / "real" / ".DS_Store").write_bytes(b"\0\1")
     (small_split / "real" / "notes.txt").write_text("hello")
+    (small_split / "real" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
     write_image(small_split / "real" / "nested" / "deeper.png")
     dataset = FacesDataset(small_split)
     assert [path.name for path in dataset.real_image_files] == ["deeper.png", "r0.png", "r1.png", "r2.png"]
