@@ -71,9 +71,9 @@ class AugmentConfig:
         return asdict(self)
 
 
-def draw_crop_flip(count, generator, padding=CROP_PADDING):
-    """Random crop offsets (2 x count, 0..2*padding) and flips (count,) from a CPU ``generator``."""
-    offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
+def draw_crop_flip(count, generator, span=2 * CROP_PADDING):
+    """Random crop offsets (2 x count, uniform in 0..span) and flips (count,) from a CPU ``generator``."""
+    offsets = torch.randint(0, span + 1, (2, count), generator=generator)
     return offsets, torch.rand(count, generator=generator) < 0.5
 
 
@@ -89,12 +89,6 @@ def crop_flip(images, offsets, flips, padding=CROP_PADDING, size=None):
     columns = torch.where(flips[:, None], size - 1 - columns, columns) + offsets[1][:, None]
     images = padded.gather(2, rows[:, None, :, None].expand(batch, channels, size, padded.shape[3]))
     return images.gather(3, columns[:, None, None, :].expand(batch, channels, size, size))
-
-
-def random_crop_flip(images, generator, padding=CROP_PADDING):
-    """Batched RandomCrop + RandomHorizontalFlip with parameters drawn from ``generator``."""
-    offsets, flips = draw_crop_flip(len(images), generator, padding)
-    return crop_flip(images, offsets.to(images.device), flips.to(images.device), padding)
 
 
 def _grayscale(images):
@@ -177,8 +171,7 @@ class Augmenter:
         """Parameters for ``count`` images (CPU tensors, the image index last) from ``generator``."""
         config, params = self.config, {}
         if config.crop != "none" or config.flip:
-            offsets = torch.randint(0, config.crop_span + 1, (2, count), generator=generator)
-            flips = torch.rand(count, generator=generator) < 0.5
+            offsets, flips = draw_crop_flip(count, generator, config.crop_span)
             params["offsets"], params["flips"] = offsets, flips & config.flip
         if config.jitter > 0:
             params["jitter"] = 1 + config.jitter * (2 * torch.rand(3, count, generator=generator) - 1)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import faces_dataset
-from augment import random_crop_flip
+from augment import AugmentConfig, Augmenter
 from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, decode_dataset, item_transform, load_image,
                            make_batches)
 
@@ -149,6 +149,12 @@ def test_decode_fails_when_a_class_has_no_readable_image(small_split):
         path.write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="fake.*no readable images"):
         decode_dataset(FacesDataset(small_split), cache_dir=None, progress=False)
+
+
+def random_crop_flip(images, generator):
+    """The bulk path's default training augmentation (crop with 4-pixel padding + flip)."""
+    augmenter = Augmenter(AugmentConfig())
+    return augmenter(images, augmenter.draw(len(images), generator))
 
 
 def augmentation_parameters(batch):
