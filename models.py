@@ -1,5 +1,7 @@
-"""Detectors built by name: the course's SimpleNet, the Xception-based model, and any timm
-architecture as ``timm:NAME`` (e.g. ``timm:resnet18``) with a 2-way head."""
+"""Detectors built by name: the course's SimpleNet, the Xception-based model, any timm
+architecture as ``timm:NAME`` (e.g. ``timm:resnet18``) with a 2-way head, and a patch detector
+``patch:NAME[@STRIDE]``: a timm CNN cut at output stride 8 (or STRIDE) that averages the
+real/fake logits of its patches."""
 import argparse
 
 import torch
@@ -10,6 +12,7 @@ from xception import XCEPTION_MEAN, XCEPTION_STD, WeightsUnavailableError, build
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
 TIMM_PREFIX = "timm:"
+PATCH_PREFIX = "patch:"
 BF16_FASTER = {"XceptionBased"}
 # SimpleNet is trained from scratch on [-1, 1] inputs; Xception uses its own ImageNet statistics (also [-1, 1]).
 NORMALIZATION = {"SimpleNet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
@@ -56,12 +59,16 @@ def model_name_error(name):
     """Why ``name`` names no detector, as the fix to make (one line), or None when it names one."""
     if name in MODEL_NAMES:
         return None
-    if name.startswith(TIMM_PREFIX):
+    if name.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         import timm
-        if timm.is_model(name[len(TIMM_PREFIX):]):
-            return None
-        return "not a timm architecture; list them with python -c 'import timm; print(timm.list_models())'"
-    return f"choose {', '.join(MODEL_NAMES)} or {TIMM_PREFIX}ARCH for a timm architecture (e.g. {TIMM_PREFIX}resnet18)"
+        arch, stride = parse_patch_name(name) if name.startswith(PATCH_PREFIX) else (name[len(TIMM_PREFIX):], None)
+        if not timm.is_model(arch):
+            return "not a timm architecture; list them with python -c 'import timm; print(timm.list_models())'"
+        if name.startswith(PATCH_PREFIX) and stride not in (2, 4, 8, 16, 32):
+            return f"the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. {PATCH_PREFIX}{arch}@16)"
+        return None
+    return (f"choose {', '.join(MODEL_NAMES)}, {TIMM_PREFIX}ARCH for a timm architecture (e.g. {TIMM_PREFIX}resnet18) "
+            f"or {PATCH_PREFIX}ARCH for its patch detector")
 
 
 def model_name(value):
@@ -78,8 +85,49 @@ def build_timm_model(arch, weights=None):
     of another size, is replaced). Nothing is downloaded."""
     import timm
     model = timm.create_model(arch, pretrained=False, num_classes=2)
-    if weights is None:
-        return model
+    if weights is not None:
+        head = model.pretrained_cfg.get("classifier", "fc") + "."
+        load_timm_weights(model, arch, weights, replaced=lambda key: key.startswith(head))
+    return model
+
+
+class PatchDetector(nn.Module):
+    """A timm CNN cut after its first stage of output stride ``stride`` (8: ``layer2`` of a ResNet),
+    a 1x1 convolution that scores every patch of its receptive field as real or fake, and the mean
+    of those patch logits as the image's 2 logits (Chai et al., 2020, "What makes fake images
+    detectable?"). Local artifacts count wherever they are; the image-level layout cannot be learnt.
+    """
+
+    def __init__(self, arch, stride=8, weights=None):
+        super().__init__()
+        import timm
+        probe = timm.create_model(arch, pretrained=False, features_only=True)
+        reductions = probe.feature_info.reduction()
+        if stride not in reductions:
+            raise ValueError(f"{arch} has no stage of output stride {stride}; choose one of {sorted(set(reductions))}")
+        stage = reductions.index(stride)
+        self.features = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(stage,))
+        self.pretrained_cfg = self.features.pretrained_cfg
+        self.patch_logits = nn.Conv2d(self.features.feature_info.channels()[-1], 2, 1)
+        if weights is not None:
+            load_timm_weights(self.features, arch, weights, replaced=lambda key: False, extra_allowed=True)
+
+    def forward(self, image):
+        return self.patch_logits(self.features(image)[-1]).mean((2, 3))
+
+
+def parse_patch_name(name):
+    """(arch, stride) of ``patch:ARCH`` (stride 8) or ``patch:ARCH@STRIDE``; stride None if not a number."""
+    arch, at, stride = name[len(PATCH_PREFIX):].partition("@")
+    if not at:
+        return arch, 8
+    return arch, int(stride) if stride.isdigit() else None
+
+
+def load_timm_weights(model, arch, weights, replaced, extra_allowed=False):
+    """Load the state dict file ``weights`` of timm ``arch`` into ``model`` in place. Keys for which
+    ``replaced(key)`` is true and whose shape differs (a classifier of another size) are left as
+    they are; with ``extra_allowed`` keys the model lacks (layers it was cut before) are ignored."""
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -87,23 +135,22 @@ def build_timm_model(arch, weights=None):
                                       f"save one with torch.save(timm.create_model('{arch}').state_dict(), FILE)") from None
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
     own = model.state_dict()
-    head = [key for key in own if key.startswith(model.pretrained_cfg.get("classifier", "fc") + ".")]
     state = {key: value for key, value in state.items()
-             if not (key in head and value.shape != own[key].shape)}
+             if not (replaced(key) and key in own and value.shape != own[key].shape)
+             and (key in own or not extra_allowed)}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [key for key in missing if key not in head]
+    missing = [key for key in missing if not replaced(key)]
     if missing or unexpected:
         raise WeightsUnavailableError(
             f"{weights}: not a state dict of timm {arch} ({len(missing)} missing keys, e.g. {missing[:2]}; "
             f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); pass weights saved from timm.create_model('{arch}')")
-    return model
 
 
 def model_normalization(name, model):
     """(mean, std) the detector's pretrained backbone expects (raises ValueError for SimpleNet)."""
     if name == "XceptionBased":
         return XCEPTION_MEAN, XCEPTION_STD
-    if name.startswith(TIMM_PREFIX):
+    if name.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         return tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     raise ValueError(f"{name} has no pretrained backbone statistics; use --normalization dataset or symmetric")
 
@@ -114,10 +161,14 @@ def has_global_pooling(name):
 
 
 def build_model(name, pretrained=True, weights=None):
-    """The detector called ``name`` (MODEL_NAMES or ``timm:ARCH``); only that model is built.
-    A timm model starts from random weights unless ``weights`` (a local file) is given."""
+    """The detector called ``name`` (MODEL_NAMES, ``timm:ARCH`` or ``patch:ARCH[@STRIDE]``); only
+    that model is built. A timm or patch model starts from random weights unless ``weights``
+    (a local state dict file of ARCH) is given."""
     if name.startswith(TIMM_PREFIX):
         return build_timm_model(name[len(TIMM_PREFIX):], weights)
+    if name.startswith(PATCH_PREFIX):
+        arch, stride = parse_patch_name(name)
+        return PatchDetector(arch, stride, weights)
     if name == "SimpleNet":
         return SimpleNet()
     if name == "XceptionBased":
@@ -129,13 +180,13 @@ def precision_settings(model_name, device, amp="auto"):
     """(autocast dtype or None, channels_last) for training ``model_name`` on ``device``.
 
     bf16 autocast and channels_last only on CUDA: ``auto`` turns them on for XceptionBased,
-    where they measured faster, and for timm models (deep CNNs like it), and off for
+    where they measured faster, and for timm and patch models (deep CNNs like it), and off for
     SimpleNet, where fp32 measured faster;
     ``bf16`` forces them on, ``off`` off. On the CPU they are always off (bf16 is slow there).
     """
     if torch.device(device).type != "cuda" or amp == "off":
         return None, False
-    if amp == "bf16" or model_name in BF16_FASTER or model_name.startswith(TIMM_PREFIX):
+    if amp == "bf16" or model_name in BF16_FASTER or model_name.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         return torch.bfloat16, True
     return None, False
 

@@ -1,52 +1,91 @@
 #!/usr/bin/env bash
-# The recipe comparison grid on one CUDA GPU, in about 5 minutes:
+# The recipe comparison grid on one CUDA GPU, PARALLEL runs at a time, in about 8 minutes:
 #
 #     bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]
 #
 # Generates the demo datasets, trains each (dataset, model, recipe) of the grid below with
 # train_main.py, and writes OUT_DIR/results_gpu.md (one table, test metrics at the epoch chosen
-# on validation) plus every run's JSON and log. Runs go in priority order; once BUDGET_S seconds
-# have passed no new run starts (skipped runs are listed). Needs torch, torchvision and timm;
-# nothing is downloaded and all models start from random weights.
+# on validation) plus every run's JSON and log. Runs start in priority order, PARALLEL at a time
+# (small models leave most of a large GPU idle); once BUDGET_S seconds have passed no new run
+# starts (skipped runs are listed) and a run still going after RUN_LIMIT_S is stopped (its JSON
+# keeps the epochs it finished). Needs torch, torchvision and timm; nothing is downloaded and all
+# models start from random weights. DEVICE=cpu runs the same grid on the CPU (for trying it out).
 set -u
 STYLEGAN=${1:?usage: bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]}
 OUT=${2:-recipe_gpu_out}
-BUDGET_S=${BUDGET_S:-270}
+BUDGET_S=${BUDGET_S:-330}
+RUN_LIMIT_S=${RUN_LIMIT_S:-240}
+PARALLEL=${PARALLEL:-4}
+DEVICE=${DEVICE:-cuda}
+EPOCHS=${EPOCHS:-100}
 PYTHON=${PYTHON:-python}
 cd "$(dirname "$0")"
 mkdir -p "$OUT"
-$PYTHON -c "import torch, timm; assert torch.cuda.is_available(), 'no CUDA device'" || exit 1
-DEVICE_NAME=$($PYTHON -c "import torch; print(torch.cuda.get_device_name(0))")
-[ -d "$OUT/data/demo_synthetic" ] || $PYTHON demo_data.py --out "$OUT/data" > "$OUT/demo_data.log" 2>&1
+export PYTHONUNBUFFERED=1
+if [ "$DEVICE" = cuda ]; then
+    $PYTHON -c "import torch, timm; assert torch.cuda.is_available(), 'no CUDA device'" || exit 1
+    DEVICE_NAME=$($PYTHON -c "import torch; print(torch.cuda.get_device_name(0))")
+else
+    DEVICE_NAME=$DEVICE
+fi
+[ -d "$OUT/data/demo_synthetic" ] || $PYTHON demo_data.py --out "$OUT/data" > "$OUT/demo_data.log" 2>&1 &
+DEMO_DATA=$!
 START=$SECONDS
 SKIPPED=()
+NAMES=()
 
-run() {  # run NAME DATASET [train_main flags...]
+run() {  # run NAME DATASET [train_main flags...]: start it once a slot is free and the budget allows
     local name=$1 dataset=$2
     shift 2
+    while (( $(jobs -rp | grep -cvx "$DEMO_DATA") >= PARALLEL )); do wait -n; done
     if (( SECONDS - START > BUDGET_S )); then
         SKIPPED+=("$name")
         return
     fi
-    timeout 120 $PYTHON train_main.py -d "$dataset" --device cuda --cache-dir "$OUT/cache" --out-dir "$OUT/runs/$name" \
-        --checkpoint-dir "$OUT/checkpoints/$name" --overwrite "$@" > "$OUT/$name.log" 2>&1
-    echo "$name: exit $? after $((SECONDS - START)) s"
+    NAMES+=("$name")
+    (
+        timeout "$RUN_LIMIT_S" $PYTHON train_main.py -d "$dataset" --device "$DEVICE" --cache-dir "$OUT/cache" \
+            --out-dir "$OUT/runs/$name" --checkpoint-dir "$OUT/checkpoints/$name" --overwrite "$@" \
+            > "$OUT/$name.log" 2>&1
+        echo "$name: exit $? at $((SECONDS - START)) s"
+    ) &
 }
 
-run stylegan_resnet18_improved "$STYLEGAN" -m timm:resnet18 -e 30
-run stylegan_SimpleNet_course "$STYLEGAN" -m SimpleNet --recipe course -e 15
-run stylegan_SimpleNet_improved "$STYLEGAN" -m SimpleNet -e 30
+# stylegan_faces: long cosine schedules (patience 0: every run goes the full length and the best
+# epoch is still chosen on validation AUC), global vs patch detectors, then variations.
+LONG=(-e "$EPOCHS" --patience 0)
+run sg_resnet18 "$STYLEGAN" -m timm:resnet18 "${LONG[@]}"
+run sg_patch_resnet18 "$STYLEGAN" -m patch:resnet18 "${LONG[@]}"
+run sg_patch_resnet18_s16 "$STYLEGAN" -m patch:resnet18@16 "${LONG[@]}"
+run sg_resnet18_lr1e-3 "$STYLEGAN" -m timm:resnet18 "${LONG[@]}" --lr 1e-3
+run sg_resnet18_native "$STYLEGAN" -m timm:resnet18 "${LONG[@]}" --crop native
+run sg_SimpleNet "$STYLEGAN" -m SimpleNet "${LONG[@]}"
+run sg_resnet18_course "$STYLEGAN" -m timm:resnet18 --recipe course -e "$EPOCHS"
+run sg_resnet34 "$STYLEGAN" -m timm:resnet34 "${LONG[@]}"
+run sg_efficientnet_b0 "$STYLEGAN" -m timm:efficientnet_b0 "${LONG[@]}"
+run sg_resnet18_e200 "$STYLEGAN" -m timm:resnet18 -e $((2 * EPOCHS)) --patience 0
+wait "$DEMO_DATA"
 for demo in demo_fakes demo_synthetic; do
     run ${demo}_SimpleNet_course "$OUT/data/$demo" -m SimpleNet --recipe course -e 10
     run ${demo}_SimpleNet_improved "$OUT/data/$demo" -m SimpleNet -e 10
-    run ${demo}_resnet18_improved "$OUT/data/$demo" -m timm:resnet18 -e 10
+    run ${demo}_resnet18_long "$OUT/data/$demo" -m timm:resnet18 -e 30 --patience 0
+    run ${demo}_patch_resnet18_long "$OUT/data/$demo" -m patch:resnet18 -e 30 --patience 0
 done
-run stylegan_resnet18_course "$STYLEGAN" -m timm:resnet18 --recipe course -e 30
-run stylegan_efficientnet_b0_improved "$STYLEGAN" -m timm:efficientnet_b0 -e 30
-run stylegan_resnet18_native_crop "$STYLEGAN" -m timm:resnet18 -e 30 --crop native
-run stylegan_XceptionBased_scratch_improved "$STYLEGAN" -m XceptionBased --no-pretrained -e 20
+run sg_resnet18_seed1 "$STYLEGAN" -m timm:resnet18 "${LONG[@]}" --seed 1
+run sg_patch_resnet18_seed1 "$STYLEGAN" -m patch:resnet18 "${LONG[@]}" --seed 1
+run sg_resnet18_jitter "$STYLEGAN" -m timm:resnet18 "${LONG[@]}" --jitter 0.2
+run sg_XceptionBased_scratch "$STYLEGAN" -m XceptionBased --no-pretrained -e 40 --patience 0
+wait
 
-$PYTHON results_table.py "$OUT"/runs/*/*.json --device "$DEVICE_NAME" -o "$OUT/results_gpu.md"
+JSONS=()
+for name in "${NAMES[@]}"; do
+    for json in "$OUT"/runs/"$name"/*.json; do [ -f "$json" ] && JSONS+=("$json"); done
+done
+if (( ${#JSONS[@]} )); then
+    $PYTHON results_table.py "${JSONS[@]}" --device "$DEVICE_NAME" -o "$OUT/results_gpu.md"
+else
+    echo "no run finished an epoch; see the logs in $OUT"
+fi
 echo "total $((SECONDS - START)) s on $DEVICE_NAME; table: $OUT/results_gpu.md"
 if (( ${#SKIPPED[@]} )); then
     echo "skipped (over the ${BUDGET_S} s budget): ${SKIPPED[*]}"

@@ -25,7 +25,13 @@ def run_row(history, device):
     config = history.get("config", {})
     best = history["best_epoch"]
     at = (best - 1) if best else None
-    stopped = f" (stopped early at {history['stopped_early']})" if history.get("stopped_early") else ""
+    planned = config.get("epochs")
+    if history.get("stopped_early"):
+        stopped = f" (stopped early at {history['stopped_early']})"
+    elif planned and len(history["train_loss"]) < planned:
+        stopped = f" of {planned} (unfinished)"
+    else:
+        stopped = ""
     metric = history.get("selection_metric", "val_acc")
     recipe = config.get("recipe", "?")
     differences = [f"{key} {config[key]}" for key, value in RECIPES.get(recipe, {}).items()

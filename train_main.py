@@ -26,7 +26,7 @@ import torch
 from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
 from faces_dataset import DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, place_images
 from fileio import CheckpointError
-from models import TIMM_PREFIX, build_model, has_global_pooling, model_name, precision_settings
+from models import PATCH_PREFIX, TIMM_PREFIX, build_model, has_global_pooling, model_name, precision_settings
 from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
                     build_scheduler, class_weights, resolve_normalization)
 from trainer import (SELECTION_METRICS, LoggingParameters, NonFiniteLossError, Trainer, format_history_table,
@@ -44,8 +44,10 @@ def from_recipe(key, what):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
-                        help=f"SimpleNet, XceptionBased, or {TIMM_PREFIX}ARCH for any timm architecture "
-                             f"(e.g. {TIMM_PREFIX}resnet18) with a 2-way head (default: SimpleNet)")
+                        help=f"SimpleNet, XceptionBased, {TIMM_PREFIX}ARCH for any timm architecture "
+                             f"(e.g. {TIMM_PREFIX}resnet18) with a 2-way head, or {PATCH_PREFIX}ARCH[@STRIDE] for "
+                             f"a patch detector: ARCH cut at output stride 8 (or STRIDE), averaging the "
+                             f"logits of its patches (default: SimpleNet)")
     parser.add_argument("-d", "--dataset", default="demo_fakes",
                         help="dataset name under --data-root, or a path to a dataset folder (default: demo_fakes)")
     parser.add_argument("--recipe", default=DEFAULT_RECIPE, choices=tuple(RECIPES),
@@ -174,7 +176,7 @@ def check_recipe_values(parser, args):
             parser.error(f"--crop-size must be in 1..{IMAGE_SIZE} (got {args.crop_size})")
         if not has_global_pooling(args.model) and args.crop_size != IMAGE_SIZE:
             parser.error(f"--crop native: {args.model} takes {IMAGE_SIZE}x{IMAGE_SIZE} inputs only; "
-                         f"use --crop pad or a model with global pooling (XceptionBased, {TIMM_PREFIX}ARCH)")
+                         f"use --crop pad or a model with global pooling (XceptionBased, {TIMM_PREFIX}ARCH, {PATCH_PREFIX}ARCH)")
     if args.normalization == "model" and args.model == "SimpleNet":
         parser.error("--normalization model: SimpleNet has no pretrained backbone statistics; "
                      "use --normalization dataset or symmetric")
@@ -182,7 +184,7 @@ def check_recipe_values(parser, args):
 
 def is_pretrained(args):
     """Whether the model starts from pretrained weights (which decides --normalization auto)."""
-    if args.model.startswith(TIMM_PREFIX):
+    if args.model.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         return args.weights is not None
     return args.model == "XceptionBased" and not args.no_pretrained
 
