@@ -72,7 +72,7 @@ def model_name_error(name):
 
 
 def model_name(value):
-    """argparse type of ``-m``: a name of MODEL_NAMES or ``timm:ARCH``."""
+    """argparse type of ``-m``: a name of MODEL_NAMES, ``timm:ARCH`` or ``patch:ARCH[@STRIDE]``."""
     error = model_name_error(value)
     if error:
         raise argparse.ArgumentTypeError(f"invalid choice: {value!r}; {error}")
@@ -91,6 +91,10 @@ def build_timm_model(arch, weights=None):
     return model
 
 
+class ModelNameError(ValueError):
+    """A model name that parses but names no buildable detector (e.g. a patch stride ARCH lacks)."""
+
+
 class PatchDetector(nn.Module):
     """A timm CNN cut after its first stage of output stride ``stride`` (8: ``layer2`` of a ResNet),
     a 1x1 convolution that scores every patch of its receptive field as real or fake, and the mean
@@ -101,16 +105,25 @@ class PatchDetector(nn.Module):
     def __init__(self, arch, stride=8, weights=None):
         super().__init__()
         import timm
-        probe = timm.create_model(arch, pretrained=False, features_only=True)
-        reductions = probe.feature_info.reduction()
+        try:
+            reductions = timm.create_model(arch, pretrained=False, features_only=True).feature_info.reduction()
+        except RuntimeError as error:
+            raise ModelNameError(f"{PATCH_PREFIX}{arch}: timm cannot cut {arch} into stages ({error}); "
+                                 f"choose a CNN such as resnet18") from None
         if stride not in reductions:
-            raise ValueError(f"{arch} has no stage of output stride {stride}; choose one of {sorted(set(reductions))}")
+            raise ModelNameError(f"{PATCH_PREFIX}{arch}@{stride}: {arch} has no stage of output stride {stride}; "
+                                 f"choose @STRIDE with STRIDE one of {sorted(set(reductions))}")
         stage = reductions.index(stride)
-        self.features = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(stage,))
+        loaded = {}
+        if weights is not None:  # checked on the whole network; the cut one often renames its layers (stem.0 -> stem_0)
+            full = timm.create_model(arch, pretrained=False)
+            head = full.pretrained_cfg.get("classifier", "fc") + "."
+            load_timm_weights(full, arch, weights, replaced=lambda key: key.startswith(head))
+            loaded = dict(pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()))
+        self.features = timm.create_model(arch, features_only=True, out_indices=(stage,), **loaded)
+        self.features.pretrained_cfg.pop("state_dict", None)
         self.pretrained_cfg = self.features.pretrained_cfg
         self.patch_logits = nn.Conv2d(self.features.feature_info.channels()[-1], 2, 1)
-        if weights is not None:
-            load_timm_weights(self.features, arch, weights, replaced=lambda key: False, extra_allowed=True)
 
     def forward(self, image):
         return self.patch_logits(self.features(image)[-1]).mean((2, 3))
@@ -124,10 +137,10 @@ def parse_patch_name(name):
     return arch, int(stride) if stride.isdigit() else None
 
 
-def load_timm_weights(model, arch, weights, replaced, extra_allowed=False):
+def load_timm_weights(model, arch, weights, replaced):
     """Load the state dict file ``weights`` of timm ``arch`` into ``model`` in place. Keys for which
     ``replaced(key)`` is true and whose shape differs (a classifier of another size) are left as
-    they are; with ``extra_allowed`` keys the model lacks (layers it was cut before) are ignored."""
+    they are."""
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -136,9 +149,13 @@ def load_timm_weights(model, arch, weights, replaced, extra_allowed=False):
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
     own = model.state_dict()
     state = {key: value for key, value in state.items()
-             if not (replaced(key) and key in own and value.shape != own[key].shape)
-             and (key in own or not extra_allowed)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+             if not (replaced(key) and key in own and value.shape != own[key].shape)}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor of another shape
+        mismatch = str(error).splitlines()[-1].strip()[:160]
+        raise WeightsUnavailableError(f"{weights}: not a state dict of timm {arch} ({mismatch}); "
+                                      f"pass weights saved from timm.create_model('{arch}')") from None
     missing = [key for key in missing if not replaced(key)]
     if missing or unexpected:
         raise WeightsUnavailableError(

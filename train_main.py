@@ -26,7 +26,7 @@ import torch
 from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
 from faces_dataset import DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, place_images
 from fileio import CheckpointError
-from models import PATCH_PREFIX, TIMM_PREFIX, build_model, has_global_pooling, model_name, precision_settings
+from models import PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name, precision_settings
 from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
                     build_scheduler, class_weights, resolve_normalization)
 from trainer import (SELECTION_METRICS, LoggingParameters, NonFiniteLossError, Trainer, format_history_table,
@@ -102,9 +102,11 @@ def parse_args(argv=None):
                         help="decoding threads, or DataLoader workers with --no-cache (default: CPU cores; 0 with --no-cache)")
     parser.add_argument("--weights", default=None,
                         help="local pretrained weights: ImageNet Xception (timm or Cadene layout) for XceptionBased, "
-                             "or a state dict of the timm architecture for timm:ARCH (whose head is replaced)")
+                             "or a state dict of the timm architecture for timm:ARCH and patch:ARCH (whose head "
+                             "is replaced)")
     parser.add_argument("--no-pretrained", action="store_true",
-                        help="XceptionBased from random weights (timm models are random without --weights)")
+                        help="XceptionBased from random weights (timm and patch models are random without "
+                             "--weights)")
     parser.add_argument("--selection-metric", choices=SELECTION_METRICS,
                         help=from_recipe("selection_metric", "validation metric that picks the best checkpoint "
                                                              "and drives --patience"))
@@ -246,6 +248,13 @@ def main(argv=None):
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
     try:
         model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights)  # fails fast
+    except WeightsUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except ModelNameError as error:
+        print(f"error: -m {error}", file=sys.stderr)
+        return 2
+    try:
         train, val, test = load_splits(args)
         normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), train)
         print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")

@@ -108,3 +108,5 @@ def test_precision_settings_never_use_bf16_on_the_cpu():
     assert models.precision_settings("SimpleNet", "cuda", "auto") == (None, False)
     assert models.precision_settings("SimpleNet", "cuda:0", "bf16") == (torch.bfloat16, True)
     assert models.precision_settings("XceptionBased", "cuda", "off") == (None, False)
+    assert models.precision_settings("patch:resnet10t", "cuda") == (torch.bfloat16, True)
+    assert models.precision_settings("patch:resnet10t", "cpu") == (None, False)

@@ -1,5 +1,6 @@
 """The training recipes: schedule, optimizer, class balance, early stopping, gradient clipping,
-augmentations on both data paths, normalization, --recipe course, and timm models."""
+augmentations on both data paths, normalization, --recipe course, timm models and patch detectors."""
+import argparse
 import json
 import math
 
@@ -16,10 +17,10 @@ from augment import (CROP_PADDING, AugmentConfig, Augmenter, ItemAugment, color_
                      jpeg_recompress)
 from faces_dataset import (DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics, decode_dataset,
                            item_transform, make_batches)
-from models import SimpleNet, build_model, load_trained_model
+from models import SimpleNet, build_model, load_trained_model, model_name, model_name_error
 from recipe import (CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, class_weights, lr_factor,
                     resolve_normalization)
-from trainer import LoggingParameters, Trainer, output_paths, seed_everything
+from trainer import LoggingParameters, Trainer, model_file_name, output_paths, seed_everything
 from xception import WeightsUnavailableError
 
 PARAMETERS = LoggingParameters("SimpleNet", "toy", "AdamW", {"lr": 1e-4})
@@ -155,6 +156,9 @@ def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes
     (["--label-smoothing", "-0.1"], "--label-smoothing must be in"),
     (["--normalization", "model"], "SimpleNet has no pretrained backbone statistics"),
     (["-m", "timm:no_such_net"], "not a timm architecture"),
+    (["-m", "patch:no_such_net"], "not a timm architecture"),
+    (["-m", "patch:resnet10t@3"], "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"),
+    (["-m", "patch:resnet10t@x"], "invalid choice: 'patch:resnet10t@x'; the output stride after @ must be"),
 ])
 def test_bad_recipe_flags_exit_2(tiny_fakes, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -314,3 +318,135 @@ def test_results_table_reports_test_metrics_at_the_chosen_epoch(tiny_run):
     at = history["best_epoch"] - 1
     assert row[0] == "| tiny_fakes" and row[1] == "SimpleNet" and row[4] == str(history["best_epoch"])
     assert row[8] == f"{history['test_auc'][at]:.3f}" and row[6] == f"{history['test_acc'][at]:.3f}"
+
+
+def patch_logit_map(model, images):
+    with torch.no_grad():
+        return model.patch_logits(model.features(images)[-1])
+
+
+def test_patch_detector_takes_any_size_and_its_patch_logits_are_local():
+    torch.manual_seed(0)
+    model = build_model("patch:resnet10t").eval()
+    images = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        assert model(images).shape == (2, 2)
+        assert model(torch.randn(3, 3, 192, 192)).shape == (3, 2)
+    changed = images.clone()
+    changed[:, :, :32, :32] = 5.0  # the top left corner
+    before, after = patch_logit_map(model, images), patch_logit_map(model, changed)
+    assert before.shape == (2, 2, 32, 32)
+    assert not torch.equal(before[..., :4, :4], after[..., :4, :4])
+    assert torch.equal(before[..., 16:, 16:], after[..., 16:, 16:])  # the bottom right quarter never sees it
+
+
+def test_patch_detector_stride_16_has_a_coarser_patch_map_than_stride_8():
+    images = torch.randn(1, 3, 256, 256)
+    assert patch_logit_map(build_model("patch:resnet10t@8").eval(), images).shape == (1, 2, 32, 32)
+    assert patch_logit_map(build_model("patch:resnet10t@16").eval(), images).shape == (1, 2, 16, 16)
+    assert patch_logit_map(build_model("patch:resnet10t").eval(), images).shape == (1, 2, 32, 32)
+
+
+def test_bad_patch_names_say_what_to_fix():
+    stride_error = "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"
+    assert model_name_error("patch:resnet10t@3") == stride_error
+    assert model_name_error("patch:resnet10t@x") == stride_error
+    assert model_name_error("patch:resnet10t@") == stride_error
+    assert model_name_error("patch:no_such_net").startswith("not a timm architecture")
+    assert model_name_error("patch:resnet10t") is None and model_name_error("patch:resnet10t@16") is None
+    assert "patch:ARCH for its patch detector" in model_name_error("resnet10t")
+    assert model_name("patch:resnet10t@16") == "patch:resnet10t@16"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"invalid choice: 'patch:resnet10t@3'; the output stride"):
+        model_name("patch:resnet10t@3")
+
+
+def test_patch_weights_load_from_a_full_timm_state_dict_and_bad_files_are_refused(tmp_path):
+    import timm
+    source = timm.create_model("resnet10t", pretrained=False)  # all stages and a 1000-class head, as downloaded
+    torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
+    model = build_model("patch:resnet10t", weights=tmp_path / "resnet10t.pth")
+    kept = model.features.state_dict()
+    assert "layer2.0.conv1.weight" in kept and not any(key.startswith(("layer3.", "fc.")) for key in kept)
+    for key, value in kept.items():
+        assert torch.equal(value, source.state_dict()[key]), key
+    assert model.patch_logits.out_channels == 2
+    torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
+    with pytest.raises(WeightsUnavailableError, match="not a state dict of timm resnet10t"):
+        build_model("patch:resnet10t", weights=tmp_path / "simplenet.pth")
+    torch.save({**source.state_dict(), "layer5.weight": torch.zeros(1)}, tmp_path / "bigger.pth")
+    with pytest.raises(WeightsUnavailableError, match=r"1 unexpected, e.g. \['layer5.weight'\]"):
+        build_model("patch:resnet10t", weights=tmp_path / "bigger.pth")  # another architecture's extra layers
+    torch.save(timm.create_model("resnet14t").state_dict(), tmp_path / "resnet14t.pth")
+    for name in ("patch:resnet10t", "timm:resnet10t"):  # same layer names, other shapes
+        with pytest.raises(WeightsUnavailableError, match=r"not a state dict of timm resnet10t \(size mismatch"):
+            build_model(name, weights=tmp_path / "resnet14t.pth")
+
+
+def test_patch_weights_load_where_the_cut_network_renames_its_layers(tmp_path):
+    import timm
+    source = timm.create_model("convnext_atto", pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "convnext_atto.pth")
+    model = build_model("patch:convnext_atto", weights=tmp_path / "convnext_atto.pth")
+    assert "stem_0.weight" in model.features.state_dict()  # stem.0 of the whole network
+    assert torch.equal(model.features.state_dict()["stem_0.weight"], source.state_dict()["stem.0.weight"])
+    assert torch.equal(model.features.state_dict()["stages_1.downsample.1.weight"],
+                       source.state_dict()["stages.1.downsample.1.weight"])
+    assert "state_dict" not in model.pretrained_cfg
+
+
+def test_patch_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    code = train_main.main(["-m", "patch:resnet10t", "-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    assert (tmp_path / "out" / "tiny_fakes_patch-resnet10t_AdamW.json").is_file()
+    assert (tmp_path / "ck" / "tiny_fakes_patch-resnet10t_AdamW_last.pt").is_file()
+    model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_patch-resnet10t_AdamW.pt")
+    assert checkpoint["model_name"] == "patch:resnet10t"
+    assert type(model).__name__ == "PatchDetector" and not model.training
+    assert grad_cam_analysis.target_layer_name(model) == "patch_logits"  # the map the mean pools
+    images = torch.randn(2, 3, 256, 256)
+    maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
+    assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()
+
+
+def test_patch_stride_stays_in_the_run_file_names():
+    assert model_file_name("patch:resnet10t@16") == "patch-resnet10t@16"
+    json_path, best_path, _ = output_paths(LoggingParameters("patch:resnet10t@16", "tiny_fakes", "AdamW"))
+    assert json_path.name == "tiny_fakes_patch-resnet10t@16_AdamW.json"
+    assert best_path.name == "tiny_fakes_patch-resnet10t@16_AdamW.pt"
+
+
+def minimal_history(epochs_run, planned, stopped_early=None):
+    return {"config": {"epochs": planned, "dataset": "data/tiny_fakes", "recipe": "improved"},
+            "dataset": "tiny_fakes", "model": "patch:resnet10t", "best_epoch": 1, "stopped_early": stopped_early,
+            "train_loss": [0.5] * epochs_run, "val_acc": [0.75] * epochs_run, "test_acc": [0.7] * epochs_run,
+            "test_balanced_acc": [0.7] * epochs_run, "test_auc": [0.8] * epochs_run,
+            "epoch_seconds": [2.0] * epochs_run}
+
+
+def test_results_table_marks_unfinished_runs():
+    row = results_table.run_row(minimal_history(3, 10), "cpu").split(" | ")
+    assert row[1] == "patch:resnet10t" and row[3] == "3 of 10 (unfinished)"
+    assert results_table.run_row(minimal_history(10, 10), "cpu").split(" | ")[3] == "10"
+    unplanned = minimal_history(3, 10)
+    del unplanned["config"]["epochs"]  # a run JSON from before the config recorded it
+    assert results_table.run_row(unplanned, "cpu").split(" | ")[3] == "3"
+
+
+def test_results_table_shows_runs_stopped_early_as_stopped_not_unfinished():
+    row = results_table.run_row(minimal_history(3, 10, stopped_early=3), "cpu").split(" | ")
+    assert row[3] == "3 (stopped early at 3)"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("patch:convnext_atto@2", "convnext_atto has no stage of output stride 2; choose @STRIDE with STRIDE one of [4, 8, 16, 32]"),
+    ("patch:vit_tiny_patch16_224", "vit_tiny_patch16_224 has no stage of output stride 8"),
+])
+def test_patch_names_the_architecture_cannot_build_exit_2_with_the_fix(tiny_fakes, tmp_path, capsys, name, message):
+    code = train_main.main(["-m", name, "-d", str(tiny_fakes), "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+                            "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
