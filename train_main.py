@@ -115,7 +115,8 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", default=".cache", help="where decoded splits are cached (default: .cache)")
     parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
     parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto",
-                        help="bf16 autocast + channels_last on CUDA: auto = on for XceptionBased only (default: auto)")
+                        help="bf16 autocast + channels_last on CUDA: auto = on for XceptionBased, timm and patch models, "
+                             "off for SimpleNet (default: auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's results")

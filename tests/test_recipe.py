@@ -450,3 +450,10 @@ def test_patch_names_the_architecture_cannot_build_exit_2_with_the_fix(tiny_fake
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
+
+
+def test_results_table_names_a_seed_other_than_0():
+    history = minimal_history(3, 3)
+    assert "seed" not in results_table.run_row(history, "cpu")
+    history["config"]["seed"] = 1
+    assert results_table.run_row(history, "cpu").split(" | ")[2] == "improved + seed 1"
