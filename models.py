@@ -116,9 +116,7 @@ class PatchDetector(nn.Module):
         stage = reductions.index(stride)
         loaded = {}
         if weights is not None:  # checked on the whole network; the cut one often renames its layers (stem.0 -> stem_0)
-            full = timm.create_model(arch, pretrained=False)
-            head = full.pretrained_cfg.get("classifier", "fc") + "."
-            load_timm_weights(full, arch, weights, replaced=lambda key: key.startswith(head))
+            full = build_timm_model(arch, weights)
             loaded = dict(pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()))
         self.features = timm.create_model(arch, features_only=True, out_indices=(stage,), **loaded)
         self.features.pretrained_cfg.pop("state_dict", None)
