@@ -6,7 +6,7 @@ the parameters of a whole epoch at once and applies the ops to each batch on the
 device; the per-item path (``faces_dataset.ItemBatches``) applies the same ops to a batch
 of one image (``ItemAugment``), so both paths draw from the same distribution.
 
-In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compression.
+In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compression, random erasing.
 
 * ``crop="pad"``: the course's RandomCrop(256, padding=4), zero padding.
 * ``crop="native"``: a random ``crop_size`` window at native resolution (no resizing, which
@@ -19,6 +19,10 @@ In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compress
   (CNNDetection), with PIL (libjpeg, 4:2:0 chroma) on the CPU, one image at a time: only the
   chosen images leave the device (measured 1.6-1.9 ms per 256x256 image on one core of this
   machine, i.e. about 0.3 s per 1,540-image epoch at probability 0.1).
+* random erasing with probability ``erase_prob`` (Zhong et al., 2020): one rectangle of 2% to
+  1/3 of the image, aspect ratio log-uniform in [0.3, 3.3], filled with one random colour.
+
+``mixup_batch`` (Zhang et al., 2018) mixes normalized batches in the trainer (``--mixup``).
 """
 import io
 import math
@@ -33,6 +37,8 @@ CROP_PADDING = 4
 CROP_MODES = ("pad", "native", "none")
 BLUR_SIGMA = (0.0, 3.0)
 JPEG_QUALITY = (30, 100)
+ERASE_AREA = (0.02, 1 / 3)
+ERASE_ASPECT = (0.3, 3.3)
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
@@ -45,6 +51,7 @@ class AugmentConfig:
     jitter: float = 0.0
     blur_prob: float = 0.0
     jpeg_prob: float = 0.0
+    erase_prob: float = 0.0
 
     def __post_init__(self):
         if self.crop not in CROP_MODES:
@@ -65,7 +72,7 @@ class AugmentConfig:
     @property
     def photometric(self):
         """Whether any op beyond crop and flip is on."""
-        return self.jitter > 0 or self.blur_prob > 0 or self.jpeg_prob > 0
+        return self.jitter > 0 or self.blur_prob > 0 or self.jpeg_prob > 0 or self.erase_prob > 0
 
     def as_dict(self):
         return asdict(self)
@@ -161,14 +168,53 @@ def jpeg_recompress(images, qualities):
     return images
 
 
+def draw_erasing(count, size, prob, generator):
+    """Rectangles to erase in ``count`` images of side ``size``: (4 x count) rows top, left, height,
+    width (0 where no image is erased, with probability 1 - ``prob``) and (3 x count) fill colours."""
+    erased = torch.rand(count, generator=generator) < prob
+    area = size * size * (ERASE_AREA[0] + (ERASE_AREA[1] - ERASE_AREA[0]) * torch.rand(count, generator=generator))
+    log_low, log_high = math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1])
+    aspect = torch.exp(log_low + (log_high - log_low) * torch.rand(count, generator=generator))
+    height = (area * aspect).sqrt().round().clamp(1, size).long() * erased
+    width = (area / aspect).sqrt().round().clamp(1, size).long() * erased
+    top = (torch.rand(count, generator=generator) * (size - height + 1)).long()
+    left = (torch.rand(count, generator=generator) * (size - width + 1)).long()
+    colours = torch.randint(0, 256, (3, count), generator=generator, dtype=torch.uint8)
+    return torch.stack([top, left, height, width]), colours
+
+
+def erase(images, boxes, colours):
+    """uint8 batch with the rectangle ``boxes[:, i]`` (top, left, height, width) of image i filled
+    with ``colours[:, i]``; a box of height 0 leaves its image unchanged."""
+    top, left, height, width = (row.view(-1, 1) for row in boxes)
+    rows = torch.arange(images.shape[2], device=images.device)
+    columns = torch.arange(images.shape[3], device=images.device)
+    inside_rows = (rows >= top) & (rows < top + height)
+    inside_columns = (columns >= left) & (columns < left + width)
+    inside = (inside_rows[:, :, None] & inside_columns[:, None, :])[:, None]
+    return torch.where(inside, colours.T[:, :, None, None], images)
+
+
+def mixup_batch(images, labels, alpha, generator):
+    """Mixup of a (normalized, float) training batch: ``(lam * images + (1 - lam) * images[perm],
+    labels[perm], lam)`` with lam ~ Beta(alpha, alpha) and perm a random pairing, both drawn from
+    the CPU ``generator``. Train with ``lam * loss(labels) + (1 - lam) * loss(labels[perm])``."""
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(len(labels), generator=generator).to(images.device)
+    mixed = images.mul(lam).add_(images[perm], alpha=1 - lam)
+    return mixed, labels[perm], lam
+
+
 class Augmenter:
     """Draws per-image parameters for ``config`` and applies them to uint8 batches."""
 
     def __init__(self, config):
         self.config = config
 
-    def draw(self, count, generator=None):
-        """Parameters for ``count`` images (CPU tensors, the image index last) from ``generator``."""
+    def draw(self, count, generator=None, size=None):
+        """Parameters for ``count`` images of side ``size`` (default: the config's output size) as
+        CPU tensors, the image index last, from ``generator``."""
         config, params = self.config, {}
         if config.crop != "none" or config.flip:
             offsets, flips = draw_crop_flip(count, generator, config.crop_span)
@@ -183,6 +229,9 @@ class Augmenter:
             recompressed = torch.rand(count, generator=generator) < config.jpeg_prob
             qualities = torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (count,), generator=generator)
             params["jpeg"] = torch.where(recompressed, qualities, 0)
+        if config.erase_prob > 0:
+            params["erase"], params["erase_colours"] = draw_erasing(count, size or config.output_size,
+                                                                    config.erase_prob, generator)
         return params
 
     @staticmethod
@@ -207,16 +256,19 @@ class Augmenter:
             images = blur_chosen(images, params["blur"])
         if "jpeg" in params:
             images = jpeg_recompress(images, params["jpeg"])
+        if "erase" in params:
+            images = erase(images, params["erase"], params["erase_colours"])
         return images
 
 
 class ItemAugment:
-    """The photometric ops (jitter, blur, JPEG) for one uint8 image tensor, parameters drawn
-    from torch's global generator: the per-item path's twin of the bulk ops."""
+    """The ops after crop and flip (jitter, blur, JPEG, erasing) for one uint8 image tensor,
+    parameters drawn from torch's global generator: the per-item path's twin of the bulk ops."""
 
     def __init__(self, config):
         self.augmenter = Augmenter(AugmentConfig(crop="none", flip=False, jitter=config.jitter,
-                                                 blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob))
+                                                 blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob,
+                                                 erase_prob=config.erase_prob))
 
     def __call__(self, image):
-        return self.augmenter(image[None], self.augmenter.draw(1))[0]
+        return self.augmenter(image[None], self.augmenter.draw(1, size=image.shape[-1]))[0]

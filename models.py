@@ -79,20 +79,34 @@ def model_name(value):
     return value
 
 
-def build_timm_model(arch, weights=None):
+class ModelNameError(ValueError):
+    """A model name that parses but names no buildable detector (e.g. a patch stride ARCH lacks)."""
+
+
+def create_timm(arch, drop_path_rate=0.0, **kwargs):
+    """``timm.create_model(arch, **kwargs)``, with stochastic depth ``drop_path_rate`` when > 0
+    (ModelNameError when ``arch`` has none)."""
+    import timm
+    if drop_path_rate > 0:
+        kwargs["drop_path_rate"] = drop_path_rate
+    try:
+        return timm.create_model(arch, **kwargs)
+    except TypeError as error:
+        if "drop_path_rate" not in str(error):
+            raise
+        raise ModelNameError(f"--drop-path {drop_path_rate}: timm's {arch} has no stochastic depth; drop the "
+                             f"flag or choose an architecture with it (e.g. resnet18, efficientnet_b0)") from None
+
+
+def build_timm_model(arch, weights=None, drop_path_rate=0.0):
     """timm's ``arch`` with a 2-way head: random weights, or ``weights`` (a state dict file of that
     architecture, e.g. ``timm.create_model(arch, pretrained=True).state_dict()``; its classifier,
-    of another size, is replaced). Nothing is downloaded."""
-    import timm
-    model = timm.create_model(arch, pretrained=False, num_classes=2)
+    of another size, is replaced), and stochastic depth ``drop_path_rate``. Nothing is downloaded."""
+    model = create_timm(arch, drop_path_rate, pretrained=False, num_classes=2)
     if weights is not None:
         head = model.pretrained_cfg.get("classifier", "fc") + "."
         load_timm_weights(model, arch, weights, replaced=lambda key: key.startswith(head))
     return model
-
-
-class ModelNameError(ValueError):
-    """A model name that parses but names no buildable detector (e.g. a patch stride ARCH lacks)."""
 
 
 class PatchDetector(nn.Module):
@@ -102,23 +116,23 @@ class PatchDetector(nn.Module):
     detectable?"). Local artifacts count wherever they are; the image-level layout cannot be learnt.
     """
 
-    def __init__(self, arch, stride=8, weights=None):
+    def __init__(self, arch, stride=8, weights=None, drop_path_rate=0.0):
         super().__init__()
         import timm
         try:
             reductions = timm.create_model(arch, pretrained=False, features_only=True).feature_info.reduction()
         except RuntimeError as error:
-            raise ModelNameError(f"{PATCH_PREFIX}{arch}: timm cannot cut {arch} into stages ({error}); "
+            raise ModelNameError(f"-m {PATCH_PREFIX}{arch}: timm cannot cut {arch} into stages ({error}); "
                                  f"choose a CNN such as resnet18") from None
         if stride not in reductions:
-            raise ModelNameError(f"{PATCH_PREFIX}{arch}@{stride}: {arch} has no stage of output stride {stride}; "
+            raise ModelNameError(f"-m {PATCH_PREFIX}{arch}@{stride}: {arch} has no stage of output stride {stride}; "
                                  f"choose @STRIDE with STRIDE one of {sorted(set(reductions))}")
         stage = reductions.index(stride)
         loaded = {}
         if weights is not None:  # checked on the whole network; the cut one often renames its layers (stem.0 -> stem_0)
             full = build_timm_model(arch, weights)
             loaded = dict(pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()))
-        self.features = timm.create_model(arch, features_only=True, out_indices=(stage,), **loaded)
+        self.features = create_timm(arch, drop_path_rate, features_only=True, out_indices=(stage,), **loaded)
         self.features.pretrained_cfg.pop("state_dict", None)
         self.pretrained_cfg = self.features.pretrained_cfg
         self.patch_logits = nn.Conv2d(self.features.feature_info.channels()[-1], 2, 1)
@@ -175,15 +189,15 @@ def has_global_pooling(name):
     return name != "SimpleNet"
 
 
-def build_model(name, pretrained=True, weights=None):
+def build_model(name, pretrained=True, weights=None, drop_path_rate=0.0):
     """The detector called ``name`` (MODEL_NAMES, ``timm:ARCH`` or ``patch:ARCH[@STRIDE]``); only
     that model is built. A timm or patch model starts from random weights unless ``weights``
-    (a local state dict file of ARCH) is given."""
+    (a local state dict file of ARCH) is given, with stochastic depth ``drop_path_rate``."""
     if name.startswith(TIMM_PREFIX):
-        return build_timm_model(name[len(TIMM_PREFIX):], weights)
+        return build_timm_model(name[len(TIMM_PREFIX):], weights, drop_path_rate)
     if name.startswith(PATCH_PREFIX):
         arch, stride = parse_patch_name(name)
-        return PatchDetector(arch, stride, weights)
+        return PatchDetector(arch, stride, weights, drop_path_rate)
     if name == "SimpleNet":
         return SimpleNet()
     if name == "XceptionBased":

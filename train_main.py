@@ -94,6 +94,15 @@ def parse_args(argv=None):
     parser.add_argument("--jpeg-prob", type=float,
                         help=from_recipe("jpeg_prob", "probability of JPEG re-compression, quality in 30..100 "
                                                       "(on the CPU)"))
+    parser.add_argument("--erase-prob", type=float,
+                        help=from_recipe("erase_prob", "probability of random erasing: a rectangle of 2%% to 1/3 "
+                                                       "of the image filled with one random colour"))
+    parser.add_argument("--mixup", type=float,
+                        help=from_recipe("mixup", "mixup alpha: train on pairs of images blended with a "
+                                                  "Beta(alpha, alpha) weight and their labels blended alike; 0 = off"))
+    parser.add_argument("--drop-path", type=float,
+                        help=from_recipe("drop_path", "stochastic depth rate of timm and patch models "
+                                                      "(timm's drop_path_rate); 0 = off"))
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--deterministic", action="store_true", help="use deterministic algorithms (slower)")
@@ -171,7 +180,10 @@ def check_recipe_values(parser, args):
                                    ("--clip-grad-norm", args.clip_grad_norm, 0, math.inf),
                                    ("--jitter", args.jitter, 0, 0.99),
                                    ("--blur-prob", args.blur_prob, 0, 1),
-                                   ("--jpeg-prob", args.jpeg_prob, 0, 1)):
+                                   ("--jpeg-prob", args.jpeg_prob, 0, 1),
+                                   ("--erase-prob", args.erase_prob, 0, 1),
+                                   ("--mixup", args.mixup, 0, math.inf),
+                                   ("--drop-path", args.drop_path, 0, 0.99)):
         if not low <= value <= high:
             parser.error(f"{flag} must be in [{low}, {high}] (got {value})")
     if args.crop == "native":
@@ -180,6 +192,9 @@ def check_recipe_values(parser, args):
         if not has_global_pooling(args.model) and args.crop_size != IMAGE_SIZE:
             parser.error(f"--crop native: {args.model} takes {IMAGE_SIZE}x{IMAGE_SIZE} inputs only; "
                          f"use --crop pad or a model with global pooling (XceptionBased, {TIMM_PREFIX}ARCH, {PATCH_PREFIX}ARCH)")
+    if args.drop_path and not args.model.startswith((TIMM_PREFIX, PATCH_PREFIX)):
+        parser.error(f"--drop-path: {args.model} has no stochastic depth; use a {TIMM_PREFIX}ARCH or "
+                     f"{PATCH_PREFIX}ARCH model or drop the flag")
     if args.normalization == "model" and args.model == "SimpleNet":
         parser.error("--normalization model: SimpleNet has no pretrained backbone statistics; "
                      "use --normalization dataset or symmetric")
@@ -248,12 +263,13 @@ def main(argv=None):
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
     try:
-        model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights)  # fails fast
+        model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights,
+                            drop_path_rate=args.drop_path)  # fails fast
     except WeightsUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ModelNameError as error:
-        print(f"error: -m {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         train, val, test = load_splits(args)
@@ -268,7 +284,7 @@ def main(argv=None):
         criterion = torch.nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=args.label_smoothing)
         sample_weights = balanced_sample_weights(train.labels) if args.class_balance == "sampler" else None
         augment = AugmentConfig(crop=args.crop, crop_size=args.crop_size, flip=args.flip, jitter=args.jitter,
-                                blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob)
+                                blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob, erase_prob=args.erase_prob)
         trainer = Trainer(model, optimizer, criterion, args.batch_size, train, val, test, device=args.device,
                           normalization=normalization, autocast_dtype=autocast_dtype,
                           channels_last=channels_last, compile_model=args.compile,
@@ -276,7 +292,7 @@ def main(argv=None):
                           selection_metric=args.selection_metric, out_dir=args.out_dir,
                           checkpoint_dir=args.checkpoint_dir, config=config, scheduler=scheduler,
                           clip_grad_norm=args.clip_grad_norm, patience=args.patience, augment=augment,
-                          sample_weights=sample_weights)
+                          sample_weights=sample_weights, mixup=args.mixup)
         start = time.perf_counter()
         history = trainer.run(args.epochs, logging_parameters, resume=args.resume)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from augment import mixup_batch
 from faces_dataset import make_batches
 from fileio import CheckpointError, load_checkpoint, save_checkpoint, write_json
 from metrics import binary_metrics
@@ -80,15 +81,17 @@ class Trainer:
     Recipe options: ``scheduler`` (stepped after every optimizer step, saved for resume),
     ``clip_grad_norm`` (max global gradient norm, 0 = off), ``patience`` (stop after that many
     epochs without a better ``selection_metric``, 0 = off), ``augment`` (an
-    augment.AugmentConfig for training batches) and ``sample_weights`` (per training image,
-    drawn with replacement, e.g. faces_dataset.balanced_sample_weights).
+    augment.AugmentConfig for training batches), ``sample_weights`` (per training image,
+    drawn with replacement, e.g. faces_dataset.balanced_sample_weights) and ``mixup`` (the
+    Beta(alpha, alpha) parameter of augment.mixup_batch, 0 = off; the training accuracy is then
+    counted against each image's own, unmixed label).
     """
 
     def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
                  device="cpu", normalization=((0.5,) * 3, (0.5,) * 3), autocast_dtype=None, channels_last=False,
                  compile_model=False, workers=0, seed=0, selection_metric="val_acc",
                  out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True,
-                 scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None):
+                 scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None, mixup=0.0):
         if selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}")
         self.device = torch.device(device)
@@ -97,6 +100,7 @@ class Trainer:
         self.forward = torch.compile(self.model) if compile_model else self.model
         self.optimizer, self.criterion, self.batch_size = optimizer, criterion.to(self.device), batch_size
         self.scheduler, self.clip_grad_norm, self.patience = scheduler, clip_grad_norm, patience
+        self.mixup = mixup
         self.train_dataset, self.validation_dataset, self.test_dataset = train_dataset, validation_dataset, test_dataset
         self.autocast_dtype, self.normalization = autocast_dtype, normalization
         self.selection_metric, self.out_dir, self.checkpoint_dir = selection_metric, out_dir, checkpoint_dir
@@ -124,9 +128,13 @@ class Trainer:
         count = 0
         for step, (images, labels) in enumerate(tqdm(self.train_batches, desc=f"epoch {self.epoch} train",
                                                      leave=False, disable=not self.progress)):
+            if self.mixup:
+                images, partner_labels, lam = mixup_batch(images, labels, self.mixup, self.generator)
             with self._autocast():
-                logits = self.forward(images)
-                loss = self.criterion(logits.float(), labels)
+                logits = self.forward(images).float()
+            loss = self.criterion(logits, labels)
+            if self.mixup:
+                loss = lam * loss + (1 - lam) * self.criterion(logits, partner_labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.clip_grad_norm:

@@ -1,5 +1,6 @@
 """The training recipes: schedule, optimizer, class balance, early stopping, gradient clipping,
-augmentations on both data paths, normalization, --recipe course, timm models and patch detectors."""
+augmentations on both data paths, mixup, stochastic depth, normalization, --recipe course, timm
+models and patch detectors."""
 import argparse
 import json
 import math
@@ -13,8 +14,9 @@ from torchvision.transforms import functional as TF
 import grad_cam_analysis
 import results_table
 import train_main
-from augment import (CROP_PADDING, AugmentConfig, Augmenter, ItemAugment, color_jitter, draw_crop_flip, gaussian_blur,
-                     jpeg_recompress)
+import trainer as trainer_module
+from augment import (CROP_PADDING, ERASE_AREA, AugmentConfig, Augmenter, ItemAugment, color_jitter, draw_crop_flip,
+                     gaussian_blur, jpeg_recompress, mixup_batch)
 from faces_dataset import (DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics, decode_dataset,
                            item_transform, make_batches)
 from models import SimpleNet, build_model, load_trained_model, model_name, model_name_error
@@ -120,6 +122,7 @@ def test_course_recipe_is_the_course_recipe(tiny_fakes, tmp_path):
     assert (args.schedule, args.warmup_epochs, args.label_smoothing, args.class_balance) == ("constant", 0, 0, "none")
     assert (args.patience, args.clip_grad_norm, args.selection_metric) == (0, 0, "val_acc")
     assert (args.crop, args.flip, args.jitter, args.blur_prob, args.jpeg_prob) == ("pad", True, 0, 0, 0)
+    assert (args.erase_prob, args.mixup, args.drop_path) == (0, 0, 0)
     assert resolve_normalization(args.normalization, "SimpleNet", None, False, None) == CIFAR10_NORMALIZATION
     assert CIFAR10_NORMALIZATION == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
     optimizer = build_optimizer(args.optimizer, SimpleNet().parameters(), args.lr)
@@ -156,6 +159,9 @@ def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes
     (["--label-smoothing", "-0.1"], "--label-smoothing must be in"),
     (["--normalization", "model"], "SimpleNet has no pretrained backbone statistics"),
     (["-m", "timm:no_such_net"], "not a timm architecture"),
+    (["--drop-path", "0.1"], "--drop-path: SimpleNet has no stochastic depth"),
+    (["--mixup", "-1"], "--mixup must be in [0, inf]"),
+    (["--erase-prob", "1.5"], "--erase-prob must be in [0, 1]"),
     (["-m", "patch:no_such_net"], "not a timm architecture"),
     (["-m", "patch:resnet10t@3"], "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"),
     (["-m", "patch:resnet10t@x"], "invalid choice: 'patch:resnet10t@x'; the output stride after @ must be"),
@@ -285,14 +291,113 @@ def test_photometric_ops_have_the_same_distribution_on_both_paths():
     assert abs(bulk_soft - item_soft) < 0.1
 
 
+def test_random_erasing_fills_one_rectangle_with_one_colour_at_the_given_rate():
+    images = torch.randint(0, 256, (300, 3, 64, 64), dtype=torch.uint8)
+    augmenter = Augmenter(AugmentConfig(crop="none", flip=False, erase_prob=0.4))
+    params = augmenter.draw(300, torch.Generator().manual_seed(0), size=64)
+    out = augmenter(images, params)
+    changed = (out != images).any(1)
+    assert 0.3 < changed.any((1, 2)).float().mean() < 0.5
+    for image, result, (top, left, height, width), colour in zip(images, out, params["erase"].T.tolist(),
+                                                               params["erase_colours"].T):
+        box = (slice(None), slice(top, top + height), slice(left, left + width))
+        assert torch.equal(result[box], colour.view(3, 1, 1).expand_as(image[box]))
+        outside = torch.ones(64, 64, dtype=torch.bool)
+        outside[box[1:]] = False
+        assert torch.equal(result[:, outside], image[:, outside])
+        if height:
+            assert ERASE_AREA[0] - 0.01 <= height * width / 64 ** 2 <= ERASE_AREA[1] + 0.02
+
+
+def test_random_erasing_draws_the_same_boxes_on_both_paths_after_a_native_crop():
+    """The per-item path sizes its boxes by the cropped image, as the bulk path does."""
+    config = AugmentConfig(crop="native", crop_size=128, flip=False, erase_prob=1.0)
+    grey = np.full((256, 256, 3), 128, dtype=np.uint8)
+    augmenter = Augmenter(config)
+    bulk = augmenter(torch.from_numpy(grey).permute(2, 0, 1)[None].repeat(200, 1, 1, 1),
+                     augmenter.draw(200, torch.Generator().manual_seed(0)))
+    transform = item_transform((0.0,) * 3, (1 / 255,) * 3, True, config)
+    torch.manual_seed(0)
+    per_item = torch.stack([transform(Image.fromarray(grey)).round().to(torch.uint8) for _ in range(200)])
+    assert bulk.shape == per_item.shape == (200, 3, 128, 128)
+    bulk_area, item_area = ((images != 128).any(1).float().mean((1, 2)) for images in (bulk, per_item))
+    expected = sum(ERASE_AREA) / 2  # mean of the uniform area fraction
+    assert abs(bulk_area.mean() - expected) < 0.03 and abs(item_area.mean() - expected) < 0.03
+
+
+def test_mixup_blends_images_and_labels_with_a_beta_weight():
+    images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 4, 4)
+    labels = torch.arange(8)
+    mixed, partners, lam = mixup_batch(images, labels, 1.0, torch.Generator().manual_seed(0))
+    assert 0 < lam < 1 and sorted(partners.tolist()) == list(range(8))
+    assert torch.allclose(mixed, lam * images + (1 - lam) * images[partners])
+    generator = torch.Generator().manual_seed(1)
+    uniform = [mixup_batch(images, labels, 1.0, generator)[2] for _ in range(400)]
+    peaked = [mixup_batch(images, labels, 0.2, generator)[2] for _ in range(400)]
+    assert abs(np.mean(uniform) - 0.5) < 0.05 and abs(np.mean(peaked) - 0.5) < 0.06
+    middle = [np.mean([0.1 < lam < 0.9 for lam in draws]) for draws in (uniform, peaked)]
+    assert abs(middle[0] - 0.8) < 0.06 and middle[1] < 0.45  # Beta(0.2, 0.2) mostly stays near 0 or 1
+
+
+def test_trainer_feeds_mixed_images_and_mixes_the_loss(tmp_path, monkeypatch):
+    trainer = toy_trainer(tmp_path, mixup=0.4)
+    trainer.train_batches.batch_size = 16  # one step: the epoch's loss is that step's loss
+    mixes, inputs, losses = [], [], []
+
+    def recording_mixup(images, labels, alpha, generator):
+        result = mixup_batch(images, labels, alpha, generator)
+        mixes.append((alpha, labels, *result))
+        return result
+    monkeypatch.setattr(trainer_module, "mixup_batch", recording_mixup)
+    forward = trainer.forward
+    trainer.forward = lambda images: inputs.append(images.clone()) or forward(images)
+    criterion = trainer.criterion
+    trainer.criterion = lambda logits, labels: losses.append((logits.detach(), labels)) or criterion(logits, labels)
+    train_loss, _ = trainer.train_one_epoch()
+    (alpha, labels, mixed, partners, lam), = mixes
+    assert alpha == 0.4 and torch.equal(inputs[0], mixed)
+    assert [pair[1].tolist() for pair in losses] == [labels.tolist(), partners.tolist()]
+    expected = lam * criterion(losses[0][0], labels) + (1 - lam) * criterion(losses[0][0], partners)
+    assert train_loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["timm:resnet10t", "patch:resnet10t"])
+def test_drop_path_makes_training_passes_stochastic_and_evaluation_exact(name):
+    images = torch.randn(2, 3, 64, 64)
+    model = build_model(name, drop_path_rate=0.5)
+    drop_rates = [module.drop_prob for module in model.modules() if type(module).__name__ == "DropPath"]
+    assert drop_rates and max(drop_rates) > 0
+    for module in model.modules():  # timm starts residual branches at zero; dropping them must show
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    model.train()
+    assert not torch.allclose(model(images), model(images))
+    model.eval()
+    assert torch.equal(model(images), model(images))
+    plain = build_model(name).train()
+    assert torch.equal(plain(images), plain(images))
+
+
+def test_drop_path_on_an_architecture_without_it_exits_2_with_the_fix(tiny_fakes, tmp_path, capsys):
+    code = train_main.main(["-m", "timm:legacy_xception", "--drop-path", "0.1", "-d", str(tiny_fakes),
+                            "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+                            "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert "--drop-path 0.1: timm's legacy_xception has no stochastic depth; drop the flag" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_timm_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
     pytest.importorskip("pytorch_grad_cam")
     code = train_main.main(["-m", "timm:resnet10t", "-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu",
+                            "--mixup", "0.2", "--erase-prob", "0.5", "--drop-path", "0.1",
                             "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
                             "--cache-dir", str(tmp_path / "cache")])
     assert code == 0
     model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_timm-resnet10t_AdamW.pt")
     assert checkpoint["model_name"] == "timm:resnet10t"
+    assert (checkpoint["config"]["mixup"], checkpoint["config"]["erase_prob"], checkpoint["config"]["drop_path"]) == (
+        0.2, 0.5, 0.1)
     assert grad_cam_analysis.target_layer_name(model) == "layer4"
     images = torch.randn(2, 3, 256, 256)
     maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
