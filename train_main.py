@@ -103,6 +103,10 @@ def parse_args(argv=None):
     parser.add_argument("--drop-path", type=float,
                         help=from_recipe("drop_path", "stochastic depth rate of timm and patch models "
                                                       "(timm's drop_path_rate); 0 = off"))
+    parser.add_argument("--ema", type=float,
+                        help=from_recipe("ema", "evaluate and checkpoint an exponential moving average of the "
+                                                "weights with this decay (e.g. 0.999), warmed up over the first "
+                                                "steps; 0 = off"))
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--deterministic", action="store_true", help="use deterministic algorithms (slower)")
@@ -183,7 +187,8 @@ def check_recipe_values(parser, args):
                                    ("--jpeg-prob", args.jpeg_prob, 0, 1),
                                    ("--erase-prob", args.erase_prob, 0, 1),
                                    ("--mixup", args.mixup, 0, math.inf),
-                                   ("--drop-path", args.drop_path, 0, 0.99)):
+                                   ("--drop-path", args.drop_path, 0, 0.99),
+                                   ("--ema", args.ema, 0, 0.99999)):
         if not low <= value <= high:
             parser.error(f"{flag} must be in [{low}, {high}] (got {value})")
     if args.crop == "native":
@@ -292,7 +297,7 @@ def main(argv=None):
                           selection_metric=args.selection_metric, out_dir=args.out_dir,
                           checkpoint_dir=args.checkpoint_dir, config=config, scheduler=scheduler,
                           clip_grad_norm=args.clip_grad_norm, patience=args.patience, augment=augment,
-                          sample_weights=sample_weights, mixup=args.mixup)
+                          sample_weights=sample_weights, mixup=args.mixup, ema_decay=args.ema)
         start = time.perf_counter()
         history = trainer.run(args.epochs, logging_parameters, resume=args.resume)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:

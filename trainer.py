@@ -1,5 +1,6 @@
 """The training loop: train / validate / test every epoch, JSON metrics, best-on-validation
 checkpoints, and a ``last`` checkpoint that resumes a killed run where it stopped."""
+import copy
 import math
 import platform
 import random
@@ -68,6 +69,31 @@ def output_paths(logging_parameters, out_dir="out", checkpoint_dir="checkpoints"
     return Path(out_dir) / f"{name}.json", checkpoint_dir / f"{name}.pt", checkpoint_dir / f"{name}_last.pt"
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers, updated after every
+    optimizer step: ``average = d_t * average + (1 - d_t) * model`` with the warm-up
+    ``d_t = min(decay, 1 - (1 + t) ** -0.75)`` at step t (timm's ModelEmaV3 warm-up), so that
+    the first steps are not averaged with the random initialization and short runs average over
+    their own length. ``module`` is the averaged model, always in eval mode."""
+
+    def __init__(self, model, decay):
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    def decay_at(self, step):
+        return min(self.decay, 1 - (1 + step) ** -0.75)
+
+    @torch.no_grad()
+    def update(self, model, step):
+        """Fold ``model``'s weights after optimizer step ``step`` (0-based) into the average."""
+        decay = self.decay_at(step)
+        for average, current in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if average.is_floating_point():
+                average.lerp_(current, 1 - decay)
+            else:
+                average.copy_(current)
+
+
 class Trainer:
     """Trains ``model`` on the train split and evaluates it on validation and test each epoch.
 
@@ -82,22 +108,25 @@ class Trainer:
     ``clip_grad_norm`` (max global gradient norm, 0 = off), ``patience`` (stop after that many
     epochs without a better ``selection_metric``, 0 = off), ``augment`` (an
     augment.AugmentConfig for training batches), ``sample_weights`` (per training image,
-    drawn with replacement, e.g. faces_dataset.balanced_sample_weights) and ``mixup`` (the
+    drawn with replacement, e.g. faces_dataset.balanced_sample_weights), ``mixup`` (the
     Beta(alpha, alpha) parameter of augment.mixup_batch, 0 = off; the training accuracy is then
-    counted against each image's own, unmixed label).
+    counted against each image's own, unmixed label) and ``ema_decay`` (0 = off: else validation,
+    test and the best checkpoint use a WeightAverage of the weights with that decay).
     """
 
     def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
                  device="cpu", normalization=((0.5,) * 3, (0.5,) * 3), autocast_dtype=None, channels_last=False,
                  compile_model=False, workers=0, seed=0, selection_metric="val_acc",
                  out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True,
-                 scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None, mixup=0.0):
+                 scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None, mixup=0.0,
+                 ema_decay=0.0):
         if selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}")
         self.device = torch.device(device)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
         self.forward = torch.compile(self.model) if compile_model else self.model
+        self.average = WeightAverage(self.model, ema_decay) if ema_decay else None
         self.optimizer, self.criterion, self.batch_size = optimizer, criterion.to(self.device), batch_size
         self.scheduler, self.clip_grad_norm, self.patience = scheduler, clip_grad_norm, patience
         self.mixup = mixup
@@ -113,7 +142,7 @@ class Trainer:
             id(dataset): make_batches(dataset, 2 * batch_size, self.device, mean, std, False,
                                       self.generator, workers, channels_last)
             for dataset in (validation_dataset, test_dataset)}
-        self.epoch, self.history, self.best = 0, None, None
+        self.epoch, self.steps, self.history, self.best = 0, 0, None, None
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -142,6 +171,9 @@ class Trainer:
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            if self.average is not None:
+                self.average.update(self.model, self.steps)
+            self.steps += 1
             loss = loss.detach()
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
             loss_sum += loss * len(labels)
@@ -154,8 +186,10 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self, dataset):
-        """Loss, accuracy, AUC, balanced accuracy and the fake-class probabilities on ``dataset``."""
+        """Loss, accuracy, AUC, balanced accuracy and the fake-class probabilities on ``dataset``
+        (of the weight average when there is one)."""
         self.model.eval()
+        forward = self.average.module if self.average is not None else self.forward
         batches = self.eval_batches.get(id(dataset))
         if batches is None:
             mean, std = self.normalization
@@ -164,7 +198,7 @@ class Trainer:
         scores, labels_seen = [], []
         for images, labels in batches:
             with self._autocast():
-                logits = self.forward(images).float()
+                logits = forward(images).float()
             loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
             scores.append(torch.softmax(logits, 1)[:, 1])
             labels_seen.append(labels)
@@ -188,11 +222,13 @@ class Trainer:
 
     def _state(self, history, best):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+                "steps": self.steps,
                 "history": history, "best": best, "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "config": self.config,
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "average": self.average.module.state_dict() if self.average is not None else None}
 
     def _resume(self, last_path, logging_parameters):
         state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best"))
@@ -203,11 +239,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.module.load_state_dict(state.get("average") or state["model"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch = state["epoch"]
+        self.steps = state.get("steps", self.epoch * len(self.train_batches))
         return state["history"], state["best"]
 
     def run(self, epochs, logging_parameters, resume=False):
@@ -255,7 +294,8 @@ class Trainer:
             value = epoch_record[self.selection_metric]
             if value is not None and value > best["value"]:
                 best.update(value=value, epoch=self.epoch)
-                save_checkpoint(best_path, {"model": self.model.state_dict(), "model_name": logging_parameters.model_name,
+                evaluated = self.average.module if self.average is not None else self.model
+                save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_name": logging_parameters.model_name,
                                             "dataset": logging_parameters.dataset_name, "epoch": self.epoch,
                                             "val_acc": val["accuracy"], "val_auc": val["auc"],
                                             "threshold": val["eer_threshold"] if val["eer_threshold"] is not None else 0.5,

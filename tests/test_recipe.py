@@ -22,7 +22,7 @@ from faces_dataset import (DecodedFaces, FacesDataset, balanced_sample_weights, 
 from models import SimpleNet, build_model, load_trained_model, model_name, model_name_error
 from recipe import (CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, class_weights, lr_factor,
                     resolve_normalization)
-from trainer import LoggingParameters, Trainer, model_file_name, output_paths, seed_everything
+from trainer import LoggingParameters, Trainer, WeightAverage, model_file_name, output_paths, seed_everything
 from xception import WeightsUnavailableError
 
 PARAMETERS = LoggingParameters("SimpleNet", "toy", "AdamW", {"lr": 1e-4})
@@ -74,18 +74,60 @@ def test_scheduler_is_stepped_every_iteration():
     assert build_scheduler(optimizer, "constant", 20, 0) is None
 
 
-def test_resume_continues_the_schedule_exactly(tmp_path):
-    uninterrupted = toy_trainer(tmp_path / "a", epochs=3)
+@pytest.mark.parametrize("options", [{}, {"mixup": 0.4, "ema_decay": 0.9}])
+def test_resume_continues_the_schedule_exactly(tmp_path, options):
+    uninterrupted = toy_trainer(tmp_path / "a", epochs=3, **options)
     history = uninterrupted.run(3, PARAMETERS)
-    interrupted = toy_trainer(tmp_path / "b", epochs=3)
+    interrupted = toy_trainer(tmp_path / "b", epochs=3, **options)
     interrupted.run(1, PARAMETERS)
-    resumed = toy_trainer(tmp_path / "b", seed=7, epochs=3)  # a fresh process
+    resumed = toy_trainer(tmp_path / "b", seed=7, epochs=3, **options)  # a fresh process
     resumed_history = resumed.run(3, PARAMETERS, resume=True)
     assert resumed_history["lr"] == pytest.approx(history["lr"])
     assert resumed.scheduler.last_epoch == uninterrupted.scheduler.last_epoch == 6
     assert resumed_history["train_loss"] == history["train_loss"]
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+    if options:
+        assert resumed.steps == uninterrupted.steps == 6
+        for key, value in uninterrupted.average.module.state_dict().items():
+            assert torch.equal(value, resumed.average.module.state_dict()[key]), key
+
+
+def test_weight_average_warms_up_to_its_decay():
+    average = WeightAverage(torch.nn.Linear(2, 2), 0.999)
+    assert average.decay_at(0) == 0  # the first step copies the weights
+    assert average.decay_at(1) == pytest.approx(1 - 2 ** -0.75)
+    assert average.decay_at(99) == pytest.approx(1 - 100 ** -0.75)
+    assert average.decay_at(10 ** 6) == 0.999
+
+
+def test_trainer_validates_and_checkpoints_the_weight_average(tmp_path):
+    trainer = toy_trainer(tmp_path, ema_decay=0.6)
+    snapshots, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        result = step(*args, **kwargs)
+        snapshots.append({key: value.clone() for key, value in trainer.model.state_dict().items()})
+        return result
+    trainer.optimizer.step = recording_step
+    trainer.run(1, PARAMETERS)
+    expected = snapshots[0]
+    for index, snapshot in enumerate(snapshots[1:], start=1):
+        decay = min(0.6, 1 - (1 + index) ** -0.75)
+        expected = {key: decay * value + (1 - decay) * snapshot[key] if value.is_floating_point() else snapshot[key]
+                    for key, value in expected.items()}
+    average = trainer.average.module.state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(average[key], value, atol=1e-6), key
+    assert not torch.equal(average["fc2.weight"], trainer.model.state_dict()["fc2.weight"])
+    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "ck")
+    best = torch.load(best_path, weights_only=True)["model"]
+    assert all(torch.equal(best[key], value) for key, value in average.items())
+    validation = trainer.evaluate(trainer.validation_dataset)
+    images = (trainer.validation_dataset.images.float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        scores = torch.softmax(trainer.average.module(images), 1)[:, 1].numpy()
+    assert np.allclose(validation["scores"], scores, atol=1e-5)
 
 
 def test_balanced_sampler_draws_both_classes_equally_on_both_paths(tiny_fakes):
@@ -122,7 +164,7 @@ def test_course_recipe_is_the_course_recipe(tiny_fakes, tmp_path):
     assert (args.schedule, args.warmup_epochs, args.label_smoothing, args.class_balance) == ("constant", 0, 0, "none")
     assert (args.patience, args.clip_grad_norm, args.selection_metric) == (0, 0, "val_acc")
     assert (args.crop, args.flip, args.jitter, args.blur_prob, args.jpeg_prob) == ("pad", True, 0, 0, 0)
-    assert (args.erase_prob, args.mixup, args.drop_path) == (0, 0, 0)
+    assert (args.erase_prob, args.mixup, args.drop_path, args.ema) == (0, 0, 0, 0)
     assert resolve_normalization(args.normalization, "SimpleNet", None, False, None) == CIFAR10_NORMALIZATION
     assert CIFAR10_NORMALIZATION == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
     optimizer = build_optimizer(args.optimizer, SimpleNet().parameters(), args.lr)
@@ -162,6 +204,7 @@ def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes
     (["--drop-path", "0.1"], "--drop-path: SimpleNet has no stochastic depth"),
     (["--mixup", "-1"], "--mixup must be in [0, inf]"),
     (["--erase-prob", "1.5"], "--erase-prob must be in [0, 1]"),
+    (["--ema", "1"], "--ema must be in [0, 0.99999]"),
     (["-m", "patch:no_such_net"], "not a timm architecture"),
     (["-m", "patch:resnet10t@3"], "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"),
     (["-m", "patch:resnet10t@x"], "invalid choice: 'patch:resnet10t@x'; the output stride after @ must be"),
