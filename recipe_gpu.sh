@@ -53,7 +53,8 @@ run() {  # run NAME DATASET [train_main flags...]: start it once a slot is free 
 
 # stylegan_faces: the best measured setting (ResNet-18, lr 1e-3, a long cosine schedule; patience 0:
 # every run goes the full length and the best epoch is still chosen on validation AUC), alone and
-# with each regularizer against its memorization of the training set, then all of them together.
+# with each regularizer against its memorization of the training set and with a weight average,
+# then the regularizers together.
 BEST=(-m timm:resnet18 --lr 1e-3 -e "$EPOCHS" --patience 0)
 REGULARIZED=(--mixup 0.2 --erase-prob 0.25 --drop-path 0.1)
 run sg_resnet18 "$STYLEGAN" "${BEST[@]}"
@@ -61,6 +62,7 @@ run sg_resnet18_regularized "$STYLEGAN" "${BEST[@]}" "${REGULARIZED[@]}"
 run sg_resnet18_mixup "$STYLEGAN" "${BEST[@]}" --mixup 0.2
 run sg_resnet18_erase "$STYLEGAN" "${BEST[@]}" --erase-prob 0.25
 run sg_resnet18_drop_path "$STYLEGAN" "${BEST[@]}" --drop-path 0.1
+run sg_resnet18_ema "$STYLEGAN" "${BEST[@]}" --ema 0.999
 run sg_resnet18_regularized_seed1 "$STYLEGAN" "${BEST[@]}" "${REGULARIZED[@]}" --seed 1
 run sg_resnet18_regularized_long "$STYLEGAN" -m timm:resnet18 --lr 1e-3 -e $((2 * EPOCHS)) --patience 0 \
     "${REGULARIZED[@]}"
