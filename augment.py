@@ -12,6 +12,9 @@ In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compress
 * ``crop="native"``: a random ``crop_size`` window at native resolution (no resizing, which
   would destroy generator traces); evaluation sees the whole image, as in CNNDetection
   (Wang et al., 2020). Needs a model with global pooling.
+* ``crop="resized"``: torchvision's RandomResizedCrop(256): a window of ``crop_scale`` to all
+  of the image's area, aspect ratio log-uniform in [3/4, 4/3], resized (bilinear) to 256x256.
+  A scale augmentation for detectors that look at faces rather than pixel-level traces.
 * colour jitter ``jitter=s``: brightness, contrast and saturation factors each uniform in
   [1 - s, 1 + s], applied in that order (torchvision's ColorJitter ops, fixed order, no hue).
 * blur with probability ``blur_prob``: Gaussian, sigma uniform in [0, 3] (CNNDetection).
@@ -34,7 +37,9 @@ from PIL import Image
 
 IMAGE_SIZE = 256
 CROP_PADDING = 4
-CROP_MODES = ("pad", "native", "none")
+CROP_MODES = ("pad", "native", "resized", "none")
+CROP_ASPECT = (3 / 4, 4 / 3)
+CROP_ATTEMPTS = 10
 BLUR_SIGMA = (0.0, 3.0)
 JPEG_QUALITY = (30, 100)
 ERASE_AREA = (0.02, 1 / 3)
@@ -47,6 +52,7 @@ class AugmentConfig:
     """Which training augmentations are on; the default is the course's crop + flip."""
     crop: str = "pad"
     crop_size: int = 224
+    crop_scale: float = 0.25
     flip: bool = True
     jitter: float = 0.0
     blur_prob: float = 0.0
@@ -58,6 +64,8 @@ class AugmentConfig:
             raise ValueError(f"crop must be one of {CROP_MODES}, not {self.crop!r}")
         if self.crop == "native" and not 0 < self.crop_size <= IMAGE_SIZE:
             raise ValueError(f"crop_size must be in 1..{IMAGE_SIZE} (got {self.crop_size})")
+        if self.crop == "resized" and not 0 < self.crop_scale <= 1:
+            raise ValueError(f"crop_scale must be in (0, 1] (got {self.crop_scale})")
 
     @property
     def output_size(self):
@@ -67,7 +75,7 @@ class AugmentConfig:
     @property
     def crop_span(self):
         """Crop offsets are drawn uniformly in 0..crop_span."""
-        return {"pad": 2 * CROP_PADDING, "native": IMAGE_SIZE - self.crop_size, "none": 0}[self.crop]
+        return {"pad": 2 * CROP_PADDING, "native": IMAGE_SIZE - self.crop_size, "resized": 0, "none": 0}[self.crop]
 
     @property
     def photometric(self):
@@ -96,6 +104,44 @@ def crop_flip(images, offsets, flips, padding=CROP_PADDING, size=None):
     columns = torch.where(flips[:, None], size - 1 - columns, columns) + offsets[1][:, None]
     images = padded.gather(2, rows[:, None, :, None].expand(batch, channels, size, padded.shape[3]))
     return images.gather(3, columns[:, None, None, :].expand(batch, channels, size, size))
+
+
+def draw_resized_boxes(count, size, min_scale, generator):
+    """RandomResizedCrop windows for ``count`` images of side ``size``: (4 x count) rows top, left,
+    height, width. As torchvision draws them: up to 10 tries of an area uniform in
+    [min_scale, 1] of the image and an aspect ratio log-uniform in [3/4, 4/3], the first that
+    fits, else the whole image."""
+    shape = (CROP_ATTEMPTS, count)
+    area = size * size * (min_scale + (1 - min_scale) * torch.rand(shape, generator=generator))
+    log_low, log_high = math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1])
+    aspect = torch.exp(log_low + (log_high - log_low) * torch.rand(shape, generator=generator))
+    width = (area * aspect).sqrt().round().long()
+    height = (area / aspect).sqrt().round().long()
+    fits = (width > 0) & (width <= size) & (height > 0) & (height <= size)
+    first = fits.long().argmax(0)
+    found = fits.any(0)
+    width = torch.where(found, width.gather(0, first[None])[0], size)
+    height = torch.where(found, height.gather(0, first[None])[0], size)
+    top = (torch.rand(count, generator=generator) * (size - height + 1)).long()
+    left = (torch.rand(count, generator=generator) * (size - width + 1)).long()
+    return torch.stack([top, left, height, width])
+
+
+def resized_crop_flip(images, boxes, flips, size=IMAGE_SIZE):
+    """Each image's window ``boxes[:, i]`` (top, left, height, width) resized to ``size`` x ``size``
+    (bilinear, one ``grid_sample`` for the batch), flipped where ``flips``; uint8 in and out.
+    A whole-image window of the image's own size returns the image unchanged."""
+    batch, _, height, width = images.shape
+    top, left, box_height, box_width = boxes.to(images.device, torch.float32)
+    theta = torch.zeros(batch, 2, 3, device=images.device)
+    theta[:, 0, 0] = torch.where(flips.to(images.device), -box_width, box_width) / width
+    theta[:, 0, 2] = (2 * left + box_width) / width - 1
+    theta[:, 1, 1] = box_height / height
+    theta[:, 1, 2] = (2 * top + box_height) / height - 1
+    grid = torch.nn.functional.affine_grid(theta, (batch, 3, size, size), align_corners=False)
+    resized = torch.nn.functional.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
+                                              align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
 
 
 def _grayscale(images):
@@ -216,7 +262,10 @@ class Augmenter:
         """Parameters for ``count`` images of side ``size`` (default: the config's output size) as
         CPU tensors, the image index last, from ``generator``."""
         config, params = self.config, {}
-        if config.crop != "none" or config.flip:
+        if config.crop == "resized":
+            params["boxes"] = draw_resized_boxes(count, IMAGE_SIZE, config.crop_scale, generator)
+            params["flips"] = (torch.rand(count, generator=generator) < 0.5) & config.flip
+        elif config.crop != "none" or config.flip:
             offsets, flips = draw_crop_flip(count, generator, config.crop_span)
             params["offsets"], params["flips"] = offsets, flips & config.flip
         if config.jitter > 0:
@@ -247,6 +296,8 @@ class Augmenter:
     def __call__(self, images, params):
         """The uint8 batch ``images`` augmented with ``params`` (one column per image)."""
         config = self.config
+        if "boxes" in params:
+            images = resized_crop_flip(images, params["boxes"], params["flips"])
         if "offsets" in params:
             padding = CROP_PADDING if config.crop == "pad" else 0
             images = crop_flip(images, params["offsets"], params["flips"], padding, config.output_size)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import transforms
 from tqdm import tqdm
 
-from augment import CROP_PADDING, AugmentConfig, Augmenter, ItemAugment
+from augment import CROP_ASPECT, CROP_PADDING, AugmentConfig, Augmenter, ItemAugment
 
 IMAGE_SIZE = 256
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -222,6 +222,8 @@ def item_transform(mean, std, train, augment=None):
             steps.append(transforms.RandomCrop(IMAGE_SIZE, padding=CROP_PADDING))
         elif augment.crop == "native":
             steps.append(transforms.RandomCrop(augment.crop_size))
+        elif augment.crop == "resized":
+            steps.append(transforms.RandomResizedCrop(IMAGE_SIZE, scale=(augment.crop_scale, 1.0), ratio=CROP_ASPECT))
         if augment.flip:
             steps.append(transforms.RandomHorizontalFlip())
     if train and augment.photometric:

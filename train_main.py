@@ -82,8 +82,12 @@ def parse_args(argv=None):
     parser.add_argument("--crop", choices=CROP_MODES,
                         help=from_recipe("crop", "training crop: pad = RandomCrop(256, padding=4); native = a "
                                                  "random --crop-size window at native resolution, evaluation on "
-                                                 "the whole image (not SimpleNet); none"))
+                                                 "the whole image (not SimpleNet); resized = RandomResizedCrop(256) "
+                                                 "of --crop-scale to all of the area; none"))
     parser.add_argument("--crop-size", type=int, help=from_recipe("crop_size", "window side of --crop native"))
+    parser.add_argument("--crop-scale", type=float,
+                        help=from_recipe("crop_scale", "smallest window area of --crop resized, as a fraction of "
+                                                       "the image"))
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
                         help=from_recipe("flip", "random horizontal flip"))
     parser.add_argument("--jitter", type=float,
@@ -186,6 +190,7 @@ def check_recipe_values(parser, args):
                                    ("--blur-prob", args.blur_prob, 0, 1),
                                    ("--jpeg-prob", args.jpeg_prob, 0, 1),
                                    ("--erase-prob", args.erase_prob, 0, 1),
+                                   ("--crop-scale", args.crop_scale, 0.01, 1),
                                    ("--mixup", args.mixup, 0, math.inf),
                                    ("--drop-path", args.drop_path, 0, 0.99),
                                    ("--ema", args.ema, 0, 0.99999)):
@@ -288,7 +293,8 @@ def main(argv=None):
         loss_weights = class_weights(train.labels) if args.class_balance == "weights" else None
         criterion = torch.nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=args.label_smoothing)
         sample_weights = balanced_sample_weights(train.labels) if args.class_balance == "sampler" else None
-        augment = AugmentConfig(crop=args.crop, crop_size=args.crop_size, flip=args.flip, jitter=args.jitter,
+        augment = AugmentConfig(crop=args.crop, crop_size=args.crop_size, crop_scale=args.crop_scale,
+                                flip=args.flip, jitter=args.jitter,
                                 blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob, erase_prob=args.erase_prob)
         trainer = Trainer(model, optimizer, criterion, args.batch_size, train, val, test, device=args.device,
                           normalization=normalization, autocast_dtype=autocast_dtype,

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 import grad_cam_analysis
 import results_table
 import train_main
 import trainer as trainer_module
-from augment import (CROP_PADDING, ERASE_AREA, AugmentConfig, Augmenter, ItemAugment, color_jitter, draw_crop_flip,
-                     gaussian_blur, jpeg_recompress, mixup_batch)
+from augment import (CROP_ASPECT, CROP_PADDING, ERASE_AREA, AugmentConfig, Augmenter, ItemAugment, color_jitter,
+                     draw_crop_flip, draw_resized_boxes, gaussian_blur, jpeg_recompress, mixup_batch,
+                     resized_crop_flip)
 from faces_dataset import (DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics, decode_dataset,
                            item_transform, make_batches)
 from models import SimpleNet, build_model, load_trained_model, model_name, model_name_error
@@ -204,6 +206,7 @@ def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes
     (["--drop-path", "0.1"], "--drop-path: SimpleNet has no stochastic depth"),
     (["--mixup", "-1"], "--mixup must be in [0, inf]"),
     (["--erase-prob", "1.5"], "--erase-prob must be in [0, 1]"),
+    (["--crop-scale", "0"], "--crop-scale must be in [0.01, 1]"),
     (["--ema", "1"], "--ema must be in [0, 0.99999]"),
     (["-m", "patch:no_such_net"], "not a timm architecture"),
     (["-m", "patch:resnet10t@3"], "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"),
@@ -281,6 +284,47 @@ def test_native_crop_keeps_resolution_on_both_paths():
     transform = item_transform((0.0,) * 3, (1 / 255,) * 3, True, AugmentConfig(crop="native", crop_size=224))
     item = transform(Image.fromarray(images[0].permute(1, 2, 0).numpy()))
     assert item.shape == (3, 224, 224) and item.dtype == torch.float32
+
+
+def test_resized_crop_windows_follow_torchvision_random_resized_crop():
+    """Areas in [scale, 1] of the image, aspect ratios in [3/4, 4/3], inside the image, and the
+    same mean area and position as torchvision's RandomResizedCrop.get_params draws."""
+    top, left, height, width = draw_resized_boxes(20000, 256, 0.25, torch.Generator().manual_seed(0)).double()
+    area = height * width / 256 ** 2
+    assert area.min() >= 0.245 and area.max() <= 1 and (top >= 0).all() and (left >= 0).all()
+    assert (top + height).max() <= 256 and (left + width).max() <= 256
+    assert CROP_ASPECT[0] - 0.01 <= (width / height).min() and (width / height).max() <= CROP_ASPECT[1] + 0.01
+    torch.manual_seed(0)
+    reference = torch.tensor([T.RandomResizedCrop.get_params(torch.zeros(3, 256, 256), (0.25, 1.0), CROP_ASPECT)
+                              for _ in range(5000)], dtype=torch.float64)
+    assert abs(area.mean() - (reference[:, 2] * reference[:, 3] / 256 ** 2).mean()) < 0.01
+    assert abs(top.mean() - reference[:, 0].mean()) < 2
+
+
+def test_resized_crop_resizes_each_window_as_torchvision_does_and_flips():
+    images = torch.randint(0, 256, (3, 3, 256, 256), dtype=torch.uint8)
+    whole = torch.tensor([[0] * 3, [0] * 3, [256] * 3, [256] * 3])
+    assert torch.equal(resized_crop_flip(images, whole, torch.zeros(3, dtype=torch.bool)), images)
+    assert torch.equal(resized_crop_flip(images, whole, torch.ones(3, dtype=torch.bool)), images.flip(3))
+    window = torch.tensor([[10], [30], [100], [120]])
+    out = resized_crop_flip(images[:1], window, torch.zeros(1, dtype=torch.bool))[0]
+    expected = TF.resized_crop(images[0], 10, 30, 100, 120, [256, 256], antialias=False)
+    assert torch.equal(out[:, 4:-4, 4:-4], expected[:, 4:-4, 4:-4])  # the edges read one pixel beyond the window
+
+
+def test_resized_crop_is_a_random_resized_crop_on_both_paths():
+    config = AugmentConfig(crop="resized", crop_scale=0.5)
+    augmenter = Augmenter(config)
+    images = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
+    params = augmenter.draw(4, torch.Generator().manual_seed(0))
+    assert set(params) == {"boxes", "flips"}
+    out = augmenter(images, params)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(out, resized_crop_flip(images, params["boxes"], params["flips"]))
+    transform = item_transform((0.0,) * 3, (1 / 255,) * 3, True, config)
+    crops = [step for step in transform.transforms if isinstance(step, T.RandomResizedCrop)]
+    assert len(crops) == 1 and crops[0].scale == (0.5, 1.0) and crops[0].ratio == CROP_ASPECT
+    assert transform(Image.fromarray(images[0].permute(1, 2, 0).numpy())).shape == (3, 256, 256)
 
 
 def test_color_jitter_matches_torchvision():
@@ -433,14 +477,14 @@ def test_drop_path_on_an_architecture_without_it_exits_2_with_the_fix(tiny_fakes
 def test_timm_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
     pytest.importorskip("pytorch_grad_cam")
     code = train_main.main(["-m", "timm:resnet10t", "-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu",
-                            "--mixup", "0.2", "--erase-prob", "0.5", "--drop-path", "0.1",
+                            "--mixup", "0.2", "--erase-prob", "0.5", "--drop-path", "0.1", "--crop", "resized",
                             "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
                             "--cache-dir", str(tmp_path / "cache")])
     assert code == 0
     model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_timm-resnet10t_AdamW.pt")
     assert checkpoint["model_name"] == "timm:resnet10t"
-    assert (checkpoint["config"]["mixup"], checkpoint["config"]["erase_prob"], checkpoint["config"]["drop_path"]) == (
-        0.2, 0.5, 0.1)
+    config = checkpoint["config"]
+    assert (config["mixup"], config["erase_prob"], config["drop_path"], config["crop"]) == (0.2, 0.5, 0.1, "resized")
     assert grad_cam_analysis.target_layer_name(model) == "layer4"
     images = torch.randn(2, 3, 256, 256)
     maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
