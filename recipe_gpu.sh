@@ -5,10 +5,11 @@
 #
 # Generates the demo datasets, trains each (dataset, model, recipe) of the grid below with
 # train_main.py, and writes OUT_DIR/results_gpu.md (one table, test metrics at the epoch chosen
-# on validation) plus every run's JSON and log. Runs start in priority order, PARALLEL at a time
-# (small models leave most of a large GPU idle); once BUDGET_S seconds have passed no new run
-# starts (skipped runs are listed) and a run still going after RUN_LIMIT_S is stopped (its JSON
-# keeps the epochs it finished). Needs torch, torchvision and timm; nothing is downloaded and all
+# on validation) plus every run's JSON and log, and OUT_DIR/predictions/NAME_{val,test}.csv: each
+# stylegan_faces run's best checkpoint scored on those splits with predict.py. Runs start in
+# priority order, PARALLEL at a time (small models leave most of a large GPU idle); once BUDGET_S
+# seconds have passed no new run starts (skipped runs are listed) and a run still going after
+# RUN_LIMIT_S is stopped (its JSON keeps the epochs it finished). Needs torch, torchvision and timm; nothing is downloaded and all
 # models start from random weights. DEVICE=cpu runs the same grid on the CPU (for trying it out).
 set -u
 STYLEGAN=${1:?usage: bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]}
@@ -52,28 +53,43 @@ run() {  # run NAME DATASET [train_main flags...]: start it once a slot is free 
 }
 
 # stylegan_faces: the best measured setting (ResNet-18, lr 1e-3, a long cosine schedule; patience 0:
-# every run goes the full length and the best epoch is still chosen on validation AUC), alone and
-# with each regularizer against its memorization of the training set and with a weight average,
-# then the regularizers together.
+# every run goes the full length and the best epoch is still chosen on validation AUC), alone, with a
+# weight average, with random resized crops, and with regularizers against its memorization of the
+# training set; then two more seeds of the plain setting.
 BEST=(-m timm:resnet18 --lr 1e-3 -e "$EPOCHS" --patience 0)
 REGULARIZED=(--mixup 0.2 --erase-prob 0.25 --drop-path 0.1)
 run sg_resnet18 "$STYLEGAN" "${BEST[@]}"
-run sg_resnet18_regularized "$STYLEGAN" "${BEST[@]}" "${REGULARIZED[@]}"
-run sg_resnet18_mixup "$STYLEGAN" "${BEST[@]}" --mixup 0.2
-run sg_resnet18_erase "$STYLEGAN" "${BEST[@]}" --erase-prob 0.25
-run sg_resnet18_drop_path "$STYLEGAN" "${BEST[@]}" --drop-path 0.1
 run sg_resnet18_ema "$STYLEGAN" "${BEST[@]}" --ema 0.999
-run sg_resnet18_regularized_seed1 "$STYLEGAN" "${BEST[@]}" "${REGULARIZED[@]}" --seed 1
-run sg_resnet18_regularized_long "$STYLEGAN" -m timm:resnet18 --lr 1e-3 -e $((2 * EPOCHS)) --patience 0 \
-    "${REGULARIZED[@]}"
-run sg_resnet18_jitter "$STYLEGAN" "${BEST[@]}" --jitter 0.2
+run sg_resnet18_resized "$STYLEGAN" "${BEST[@]}" --crop resized
+run sg_resnet18_resized_ema "$STYLEGAN" "${BEST[@]}" --crop resized --ema 0.999
+run sg_resnet18_regularized "$STYLEGAN" "${BEST[@]}" "${REGULARIZED[@]}"
+run sg_resnet18_resized_regularized "$STYLEGAN" "${BEST[@]}" --crop resized "${REGULARIZED[@]}"
+run sg_resnet18_mixup "$STYLEGAN" "${BEST[@]}" --mixup 0.2
+run sg_resnet18_drop_path "$STYLEGAN" "${BEST[@]}" --drop-path 0.1
+run sg_resnet18_seed1 "$STYLEGAN" "${BEST[@]}" --seed 1
+run sg_resnet18_seed2 "$STYLEGAN" "${BEST[@]}" --seed 2
 wait "$DEMO_DATA"
 for demo in demo_fakes demo_synthetic; do
     run ${demo}_SimpleNet_course "$OUT/data/$demo" -m SimpleNet --recipe course -e 10
     run ${demo}_SimpleNet_improved "$OUT/data/$demo" -m SimpleNet -e 10
     run ${demo}_resnet18_regularized "$OUT/data/$demo" -m timm:resnet18 -e 30 --patience 0 "${REGULARIZED[@]}"
 done
-run sg_XceptionBased_scratch "$STYLEGAN" -m XceptionBased --no-pretrained -e 40 --patience 0
+wait
+
+# Every finished run's best checkpoint scores the validation and test images (predict.py CSVs), so that
+# ensembles of runs can be judged afterwards, chosen on validation as single runs are.
+mkdir -p "$OUT/predictions"
+for name in "${NAMES[@]}"; do
+    [[ $name == sg_* ]] || continue
+    for checkpoint in "$OUT"/checkpoints/"$name"/*.pt; do
+        [[ -f "$checkpoint" && "$checkpoint" != *_last.pt ]] || continue
+        for split in val test; do
+            $PYTHON predict.py "$checkpoint" "$STYLEGAN/$split" --device "$DEVICE" --no-progress \
+                --csv "$OUT/predictions/${name}_$split.csv" > /dev/null 2>> "$OUT/predictions.log" &
+        done
+        while (( $(jobs -rp | wc -l) >= 2 * PARALLEL )); do wait -n; done
+    done
+done
 wait
 
 JSONS=()
