@@ -76,8 +76,8 @@ for demo in demo_fakes demo_synthetic; do
 done
 wait
 
-# Every finished run's best checkpoint scores the validation and test images (predict.py CSVs), so that
-# ensembles of runs can be judged afterwards, chosen on validation as single runs are.
+# Every run's best checkpoint scores the validation and test images (predict.py CSVs), so that ensembles
+# of runs can be judged afterwards: python ensemble_table.py OUT_DIR/predictions RUN [RUN ...].
 mkdir -p "$OUT/predictions"
 for name in "${NAMES[@]}"; do
     [[ $name == sg_* ]] || continue

@@ -1,0 +1,112 @@
+"""Judge several trained detectors and their ensemble from predict.py's CSVs.
+
+    python ensemble_table.py PREDICTIONS_DIR RUN [RUN ...] [-o table.md]
+
+``PREDICTIONS_DIR/RUN_val.csv`` and ``RUN_test.csv`` are one run's best checkpoint scored on the
+validation and test splits (``predict.py CHECKPOINT DATASET/val --csv ...``, as recipe_gpu.sh
+writes them); an image's label is its folder, ``real/`` or ``fake/``. Prints one row per run and
+one for the ensemble, whose score is the mean of the runs' logits: validation AUC, then test
+accuracy and balanced accuracy at the validation EER threshold, and test AUC. Choose the runs
+on validation (or fix them in advance, e.g. all seeds of one setting), never on test.
+"""
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fileio import atomic_write
+from metrics import binary_metrics
+from results_table import show
+
+SPLITS = ("val", "test")
+
+
+class PredictionsError(ValueError):
+    """A predictions CSV is missing, unscored or does not match the others."""
+
+
+def read_predictions(path):
+    """``(files, labels, fake_probabilities)`` of one predict.py CSV, sorted by file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(f"{path}: not found; write it with predict.py CHECKPOINT DATASET/SPLIT --csv {path}")
+    with open(path, newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: row["file"])
+    failed = [row["file"] for row in rows if row.get("error") or not row.get("fake_probability")]
+    if failed:
+        raise PredictionsError(f"{path}: {len(failed)} images were not scored (first: {failed[0]}); fix them and "
+                               f"score the split again")
+    labels = []
+    for row in rows:
+        parent = Path(row["file"]).parent.name
+        if parent not in ("real", "fake"):
+            raise PredictionsError(f"{path}: {row['file']} is not in a real/ or fake/ folder, so its label is "
+                                   f"unknown; score a dataset split (DATASET/val, DATASET/test)")
+        labels.append(int(parent == "fake"))
+    return [row["file"] for row in rows], np.array(labels), np.array([float(row["fake_probability"]) for row in rows])
+
+
+def logit(probabilities):
+    probabilities = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return np.log(probabilities / (1 - probabilities))
+
+
+def ensemble_rows(predictions_dir, runs):
+    """``(name, metrics)`` for each run and the ensemble: ``val_auc``, ``test_accuracy``,
+    ``test_balanced_accuracy`` (at the validation EER threshold) and ``test_auc``."""
+    scores = {split: [] for split in SPLITS}
+    labels = {}
+    for run in runs:
+        for split in SPLITS:
+            path = Path(predictions_dir) / f"{run}_{split}.csv"
+            files, split_labels, probabilities = read_predictions(path)
+            if split in labels and files != labels[split][0]:
+                raise PredictionsError(f"{path}: scores other images than {runs[0]}_{split}.csv; score the same "
+                                       f"split with every run")
+            labels[split] = (files, split_labels)
+            scores[split].append(probabilities)
+    members = [(run, {split: scores[split][index] for split in SPLITS}) for index, run in enumerate(runs)]
+    if len(runs) > 1:
+        mean_logits = {split: 1 / (1 + np.exp(-np.mean([logit(p) for p in scores[split]], axis=0)))
+                       for split in SPLITS}
+        members.append((f"ensemble of {len(runs)} (mean logit)", mean_logits))
+    rows = []
+    for name, probabilities in members:
+        val = binary_metrics(labels["val"][1], probabilities["val"])
+        threshold = val["eer_threshold"] if val["eer_threshold"] is not None else 0.5
+        test = binary_metrics(labels["test"][1], probabilities["test"], threshold)
+        rows.append((name, {"val_auc": val["auc"], "test_accuracy": test["accuracy"],
+                            "test_balanced_accuracy": test["balanced_accuracy"], "test_auc": test["auc"]}))
+    return rows
+
+
+def ensemble_table(predictions_dir, runs):
+    """Markdown table of ``ensemble_rows``."""
+    lines = ["| run | val AUC | test acc | test bal. acc | test AUC |", "|---|---|---|---|---|"]
+    for name, row in ensemble_rows(predictions_dir, runs):
+        lines.append(f"| {name} | {show(row['val_auc'])} | {show(row['test_accuracy'])} | "
+                     f"{show(row['test_balanced_accuracy'])} | {show(row['test_auc'])} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions_dir", help="folder of RUN_val.csv and RUN_test.csv files (predict.py --csv)")
+    parser.add_argument("runs", nargs="+", help="run names, e.g. sg_resnet18 sg_resnet18_seed1")
+    parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    try:
+        table = ensemble_table(args.predictions_dir, args.runs)
+    except PredictionsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(table)
+    if args.output:
+        atomic_write(args.output, lambda tmp: Path(tmp).write_text(table + "\n"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
