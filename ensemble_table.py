@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fileio import atomic_write
 from metrics import binary_metrics
-from results_table import show
+from results_table import print_table, show
 
 SPLITS = ("val", "test")
 
@@ -102,9 +101,7 @@ def main(argv=None):
     except PredictionsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(table)
-    if args.output:
-        atomic_write(args.output, lambda tmp: Path(tmp).write_text(table + "\n"))
+    print_table(table, args.output)
     return 0
 
 

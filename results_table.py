@@ -56,16 +56,20 @@ def results_table(paths, device=None):
     return "\n".join(lines)
 
 
+def print_table(table, output=None):
+    """Print a Markdown ``table`` and, when ``output`` is given, also write it there (atomically)."""
+    print(table)
+    if output:
+        atomic_write(output, lambda tmp: Path(tmp).write_text(table + "\n"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run JSON files written by train_main.py")
     parser.add_argument("--device", default=None, help="device column text (default: the run's --device)")
     parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    table = results_table(args.runs, args.device)
-    print(table)
-    if args.output:
-        atomic_write(args.output, lambda tmp: Path(tmp).write_text(table + "\n"))
+    print_table(results_table(args.runs, args.device), args.output)
     return 0
 
 

@@ -512,6 +512,13 @@ def test_results_table_reports_test_metrics_at_the_chosen_epoch(tiny_run):
     assert row[8] == f"{history['test_auc'][at]:.3f}" and row[6] == f"{history['test_acc'][at]:.3f}"
 
 
+def test_results_table_prints_and_writes_the_table(tiny_run, tmp_path, capsys):
+    output = tmp_path / "table.md"
+    assert results_table.main([str(tiny_run["json"]), "--device", "cpu", "-o", str(output)]) == 0
+    expected = results_table.results_table([tiny_run["json"]], device="cpu")
+    assert output.read_text() == expected + "\n" and capsys.readouterr().out == expected + "\n"
+
+
 def patch_logit_map(model, images):
     with torch.no_grad():
         return model.patch_logits(model.features(images)[-1])
