@@ -5,9 +5,11 @@
 ``PREDICTIONS_DIR/RUN_val.csv`` and ``RUN_test.csv`` are one run's best checkpoint scored on the
 validation and test splits (``predict.py CHECKPOINT DATASET/val --csv ...``, as recipe_gpu.sh
 writes them); an image's label is its folder, ``real/`` or ``fake/``. Prints one row per run and
-one for the ensemble, whose score is the mean of the runs' logits: validation AUC, then test
-accuracy and balanced accuracy at the validation EER threshold, and test AUC. Choose the runs
-on validation (or fix them in advance, e.g. all seeds of one setting), never on test.
+one for the ensemble, whose score is the mean of the runs' logits: validation AUC and EER
+threshold, then test accuracy and balanced accuracy at that threshold, and test AUC. The
+ensemble's threshold is the one to pass to ``predict.py CKPT --ensemble CKPT ... --threshold``.
+Choose the runs on validation (or fix them in advance, e.g. all seeds of one setting), never on
+test.
 """
 import argparse
 import csv
@@ -53,8 +55,9 @@ def logit(probabilities):
 
 
 def ensemble_rows(predictions_dir, runs):
-    """``(name, metrics)`` for each run and the ensemble: ``val_auc``, ``test_accuracy``,
-    ``test_balanced_accuracy`` (at the validation EER threshold) and ``test_auc``."""
+    """``(name, metrics)`` for each run and the ensemble: ``val_auc``, ``threshold`` (the
+    validation EER threshold), ``test_accuracy`` and ``test_balanced_accuracy`` (at that
+    threshold) and ``test_auc``."""
     scores = {split: [] for split in SPLITS}
     labels = {}
     for run in runs:
@@ -76,16 +79,16 @@ def ensemble_rows(predictions_dir, runs):
         val = binary_metrics(labels["val"][1], probabilities["val"])
         threshold = val["eer_threshold"] if val["eer_threshold"] is not None else 0.5
         test = binary_metrics(labels["test"][1], probabilities["test"], threshold)
-        rows.append((name, {"val_auc": val["auc"], "test_accuracy": test["accuracy"],
+        rows.append((name, {"val_auc": val["auc"], "threshold": threshold, "test_accuracy": test["accuracy"],
                             "test_balanced_accuracy": test["balanced_accuracy"], "test_auc": test["auc"]}))
     return rows
 
 
 def ensemble_table(predictions_dir, runs):
     """Markdown table of ``ensemble_rows``."""
-    lines = ["| run | val AUC | test acc | test bal. acc | test AUC |", "|---|---|---|---|---|"]
+    lines = ["| run | val AUC | val EER threshold | test acc | test bal. acc | test AUC |", "|---|---|---|---|---|---|"]
     for name, row in ensemble_rows(predictions_dir, runs):
-        lines.append(f"| {name} | {show(row['val_auc'])} | {show(row['test_accuracy'])} | "
+        lines.append(f"| {name} | {show(row['val_auc'])} | {row['threshold']:.4f} | {show(row['test_accuracy'])} | "
                      f"{show(row['test_balanced_accuracy'])} | {show(row['test_auc'])} |")
     return "\n".join(lines)
 

@@ -9,6 +9,12 @@ face_detection.py). An image is called fake when its fake probability is at leas
 threshold: by default the checkpoint's, i.e. the equal-error-rate point on the validation
 split chosen at training time; ``--threshold`` overrides it.
 
+``--ensemble CKPT`` (repeatable) adds checkpoints: P(fake) is then the sigmoid of the mean of
+their fake log-odds (the mean logit, as ensemble_table.py judges it), and the default threshold
+the mean of their thresholds in log-odds; ensemble_table.py prints the ensemble's own
+validation EER threshold to pass as ``--threshold``. ``--tta`` also scores each image's mirror
+image and averages the log-odds.
+
 Prints a table; ``--csv``/``--json`` also write it to files; ``--cam DIR`` saves a Grad-CAM
 overlay per image (evidence for "fake", as grad_cam_analysis.py draws it). Unreadable or
 missing inputs, and images without a face under ``--crop-faces``, are reported and skipped.
@@ -64,12 +70,34 @@ def expand_inputs(inputs):
 
 
 @torch.inference_mode()
-def fake_probabilities(model, images, normalization, device):
-    """P(fake) for a uint8 batch (N x 3 x 256 x 256): normalized with the checkpoint's
-    ``(mean, std)``, then the softmax of the model's two logits, column 1."""
-    mean, std = normalization
-    logits = model(Normalizer(mean, std, device)(images.to(device)))
-    return torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
+def fake_log_odds(model, images, normalization, device, tta=False):
+    """log(P(fake) / P(real)) for a uint8 batch (N x 3 x 256 x 256), i.e. the fake logit minus the
+    real one, after normalizing with ``(mean, std)``; with ``tta`` the mean over each image and its
+    mirror image."""
+    inputs = Normalizer(*normalization, device)(images.to(device))
+    logits = model(inputs).float()
+    if tta:
+        logits = (logits + model(inputs.flip(3)).float()) / 2
+    return logits[:, 1] - logits[:, 0]
+
+
+def fake_probabilities(members, images, device, tta=False):
+    """P(fake) for a uint8 batch: the sigmoid of the mean of ``fake_log_odds`` over ``members``,
+    ``(model, normalization)`` pairs (one pair for a single checkpoint, several for an ensemble)."""
+    odds = torch.stack([fake_log_odds(model, images, normalization, device, tta) for model, normalization in members])
+    return torch.sigmoid(odds.mean(0)).cpu().numpy()
+
+
+def default_threshold(checkpoints):
+    """``(threshold, source)`` when no --threshold is given: one checkpoint's validation EER
+    threshold; for an ensemble the mean of its members' thresholds in log-odds."""
+    thresholds = [checkpoint.get("threshold") for checkpoint in checkpoints]
+    if any(threshold is None for threshold in thresholds):
+        return 0.5, "0.5: a checkpoint stores no threshold"
+    if len(thresholds) == 1:
+        return float(thresholds[0]), "the checkpoint's validation EER threshold"
+    odds = np.mean([np.log(t / (1 - t)) for t in np.clip(np.array(thresholds, dtype=float), 1e-7, 1 - 1e-7)])
+    return float(1 / (1 + np.exp(-odds))), "the mean of the checkpoints' validation EER thresholds in log-odds"
 
 
 def read_input(path, cropper=None):
@@ -90,24 +118,26 @@ def read_input(path, cropper=None):
 class CamWriter:
     """Saves a Grad-CAM overlay per image: evidence for the fake class, at the layer
     grad_cam_analysis.py explains (SimpleNet ``conv3``, Xception ``act4``, timm models the module
-    feeding global pooling).
+    feeding global pooling); for an ensemble the mean of its members' maps.
 
     grad-cam (and grad_cam_analysis) is imported here, only when ``--cam`` is asked for.
     """
 
-    def __init__(self, model, normalization, device, out_dir):
+    def __init__(self, members, device, out_dir):
         try:
             import pytorch_grad_cam  # noqa: F401
         except ImportError:
             raise SystemExit("error: --cam needs the grad-cam package; pip install 'grad-cam>=1.5,<2' or drop --cam") from None
         import grad_cam_analysis
         self.maps, self.overlay = grad_cam_analysis.grad_cam_maps, grad_cam_analysis.overlay
-        self.model, self.device, self.out_dir = model, device, Path(out_dir)
-        self.normalize = Normalizer(*normalization, device)
+        self.device, self.out_dir = device, Path(out_dir)
+        self.members = [(model, Normalizer(*normalization, device)) for model, normalization in members]
 
     def __call__(self, images, names):
         """Write ``names[i]`` (a PNG path under out_dir) for every image of the uint8 batch; returns the paths."""
-        maps = self.maps(self.normalize(images.to(self.device)), self.model, [1] * len(images))
+        images_on_device = images.to(self.device)
+        maps = np.mean([self.maps(normalize(images_on_device), model, [1] * len(images))
+                        for model, normalize in self.members], axis=0)
         paths = []
         for image, heat, name in zip(images, maps, names):
             overlay = self.overlay(image.permute(1, 2, 0).numpy(), heat)
@@ -117,11 +147,13 @@ class CamWriter:
         return paths
 
 
-def predict(model, normalization, files, threshold, device="cpu", batch_size=32, cropper=None, cams=None, progress=True):
+def predict(members, files, threshold, device="cpu", batch_size=32, cropper=None, cams=None, tta=False,
+            progress=True):
     """One result dict per file: file, fake_probability, decision ('fake'/'real'), face_box, cam, error.
 
-    Files are read and scored ``batch_size`` at a time; a file that cannot be read (or has
-    no face, with a ``cropper``) gets an ``error`` and no probability.
+    ``members`` are ``(model, normalization)`` pairs, scored as in ``fake_probabilities``. Files
+    are read and scored ``batch_size`` at a time; a file that cannot be read (or has no face,
+    with a ``cropper``) gets an ``error`` and no probability.
     """
     results = []
     with tqdm(total=len(files), desc="scoring", unit="image", disable=not progress, file=sys.stderr) as bar:
@@ -135,7 +167,7 @@ def predict(model, normalization, files, threshold, device="cpu", batch_size=32,
                     batch.append((index, array))
             if batch:
                 images = torch.from_numpy(np.stack([array for _, array in batch]))
-                scores = fake_probabilities(model, images, normalization, device)
+                scores = fake_probabilities(members, images, device, tta)
                 cam_paths = cams(images, [f"{i:04d}_{files[i].stem}.png" for i, _ in batch]) if cams else [None] * len(batch)
                 for (index, _), score, cam_path in zip(batch, scores, cam_paths):
                     results[index].update(fake_probability=float(score), cam=str(cam_path) if cam_path else None,
@@ -173,6 +205,11 @@ def parse_args(argv=None):
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
     parser.add_argument("--threshold", type=float, default=None,
                         help="call an image fake when P(fake) >= this (default: the checkpoint's validation EER threshold)")
+    parser.add_argument("--ensemble", metavar="CHECKPOINT", action="append", default=[],
+                        help="also score with this checkpoint (repeatable): P(fake) is then the sigmoid of the "
+                             "checkpoints' mean fake log-odds")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score each image's mirror image and average the log-odds (training flips at random)")
     parser.add_argument("--crop-faces", action="store_true", help="score the largest detected face instead of the whole image")
     parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels for --crop-faces (default: 32)")
     parser.add_argument("--cam", metavar="DIR", default=None, help="also save a Grad-CAM overlay per image in DIR")
@@ -196,17 +233,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        model, checkpoint = load_trained_model(args.checkpoint, args.device)
+        loaded = [load_trained_model(path, args.device) for path in [args.checkpoint, *args.ensemble]]
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    normalization = checkpoint["normalization"]
+    members = [(model, checkpoint["normalization"]) for model, checkpoint in loaded]
+    checkpoints = [checkpoint for _, checkpoint in loaded]
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
-    elif checkpoint.get("threshold") is not None:
-        threshold, source = float(checkpoint["threshold"]), "the checkpoint's validation EER threshold"
     else:
-        threshold, source = 0.5, "0.5: the checkpoint stores no threshold"
+        threshold, source = default_threshold(checkpoints)
     cropper = None
     if args.crop_faces:
         try:
@@ -214,10 +250,10 @@ def main(argv=None):
         except FaceDetectorError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    cams = CamWriter(model, normalization, args.device, args.cam) if args.cam else None
+    cams = CamWriter(members, args.device, args.cam) if args.cam else None
 
     files, failures = expand_inputs(args.inputs)
-    results = predict(model, normalization, files, threshold, args.device, args.batch_size, cropper, cams,
+    results = predict(members, files, threshold, args.device, args.batch_size, cropper, cams, args.tta,
                       progress=not args.no_progress)
     results += [{"file": item, "fake_probability": None, "decision": None, "face_box": None, "cam": None,
                  "error": reason} for item, reason in failures]
@@ -225,13 +261,18 @@ def main(argv=None):
     scored = [row for row in results if row["error"] is None]
     failed = len(results) - len(scored)
     fakes = sum(row["decision"] == "fake" for row in scored)
-    print(f"{len(scored)} scored ({fakes} fake, {len(scored) - fakes} real) at threshold {threshold:.4f} ({source}); "
-          f"{failed} failed" + (f"; Grad-CAM overlays in {args.cam}" if cams and scored else ""))
+    scorer = f"an ensemble of {len(members)} checkpoints" if len(members) > 1 else "one checkpoint"
+    print(f"{len(scored)} scored ({fakes} fake, {len(scored) - fakes} real) by {scorer}{' with flip TTA' * args.tta} "
+          f"at threshold {threshold:.4f} ({source}); {failed} failed" + (f"; Grad-CAM overlays in {args.cam}" if cams and scored else ""))
     if args.csv:
         write_csv(args.csv, results)
     if args.json:
-        write_json(args.json, {"checkpoint": str(args.checkpoint), "model": checkpoint["model_name"],
-                               "trained_on": checkpoint.get("dataset"), "threshold": threshold,
+        write_json(args.json, {"checkpoint": str(args.checkpoint), "model": checkpoints[0]["model_name"],
+                               "trained_on": checkpoints[0].get("dataset"), "threshold": threshold,
+                               "ensemble": [{"checkpoint": str(path), "model": member["model_name"],
+                                             "trained_on": member.get("dataset")}
+                                            for path, member in zip(args.ensemble, checkpoints[1:])],
+                               "tta": args.tta, "threshold": threshold,
                                "threshold_source": source, "crop_faces": args.crop_faces, "results": results})
     return 1 if failed else 0
 

@@ -6,7 +6,7 @@
 # Generates the demo datasets, trains each (dataset, model, recipe) of the grid below with
 # train_main.py, and writes OUT_DIR/results_gpu.md (one table, test metrics at the epoch chosen
 # on validation) plus every run's JSON and log, and OUT_DIR/predictions/NAME_{val,test}.csv: each
-# stylegan_faces run's best checkpoint scored on those splits with predict.py. Runs start in
+# stylegan_faces run's best checkpoint scored on those splits with predict.py (NAME_tta_*.csv: with --tta). Runs start in
 # priority order, PARALLEL at a time (small models leave most of a large GPU idle); once BUDGET_S
 # seconds have passed no new run starts (skipped runs are listed) and a run still going after
 # RUN_LIMIT_S is stopped (its JSON keeps the epochs it finished). Needs torch, torchvision and timm; nothing is downloaded and all
@@ -86,6 +86,8 @@ for name in "${NAMES[@]}"; do
         for split in val test; do
             $PYTHON predict.py "$checkpoint" "$STYLEGAN/$split" --device "$DEVICE" --no-progress \
                 --csv "$OUT/predictions/${name}_$split.csv" > /dev/null 2>> "$OUT/predictions.log" &
+            $PYTHON predict.py "$checkpoint" "$STYLEGAN/$split" --device "$DEVICE" --no-progress --tta \
+                --csv "$OUT/predictions/${name}_tta_$split.csv" > /dev/null 2>> "$OUT/predictions.log" &
         done
         while (( $(jobs -rp | wc -l) >= 2 * PARALLEL )); do wait -n; done
     done

@@ -51,6 +51,7 @@ def test_the_threshold_is_chosen_on_validation(predictions):
     write_predictions(folder / "c_val.csv", np.where(labels == 1, 0.95, 0.9), labels)  # val EER threshold 0.95
     write_predictions(folder / "c_test.csv", np.where(labels == 1, 0.97, 0.92), labels)  # all fake at 0.5
     row = dict(ensemble_table.ensemble_rows(folder, ["c"]))["c"]
+    assert row["threshold"] == pytest.approx(0.95)
     assert row["val_auc"] == 1.0 and row["test_accuracy"] == 1.0 and row["test_balanced_accuracy"] == 1.0
 
 
@@ -74,5 +75,5 @@ def test_the_table_is_printed_and_written(predictions, capsys):
     folder, _, _ = predictions
     assert ensemble_table.main([str(folder), "a", "b", "-o", str(folder / "table.md")]) == 0
     table = (folder / "table.md").read_text()
-    assert table.splitlines()[0] == "| run | val AUC | test acc | test bal. acc | test AUC |"
+    assert table.splitlines()[0] == "| run | val AUC | val EER threshold | test acc | test bal. acc | test AUC |"
     assert "| ensemble of 2 (mean logit) |" in table and table.strip() == capsys.readouterr().out.strip()

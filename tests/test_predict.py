@@ -1,17 +1,20 @@
-"""predict.py: probabilities, input expansion, failures, threshold, output files, face crops, Grad-CAM."""
+"""predict.py: probabilities, input expansion, failures, threshold, output files, face crops, Grad-CAM,
+ensembles and flip TTA."""
 import csv
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import numerical_analysis
 import predict
 from faces_dataset import FacesDataset, item_transform
+from fileio import load_checkpoint, save_checkpoint
 from models import load_trained_model
 
 
@@ -48,7 +51,7 @@ def test_probabilities_match_per_item_path(trained, tiny_run):
     with torch.no_grad():
         batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
         expected = torch.softmax(model(batch), 1)[:, 1].numpy()
-    results = predict.predict(model, checkpoint["normalization"], dataset.files, 0.5, batch_size=5, progress=False)
+    results = predict.predict([(model, checkpoint["normalization"])], dataset.files, 0.5, batch_size=5, progress=False)
     assert [row["file"] for row in results] == [str(path) for path in dataset.files]
     np.testing.assert_allclose([row["fake_probability"] for row in results], expected, atol=1e-5)
 
@@ -58,7 +61,7 @@ def test_probabilities_match_numerical_analysis(trained, tiny_run):
     dataset = FacesDataset(tiny_run["dataset"] / "test")
     real_scores, fake_scores, labels = numerical_analysis.get_soft_scores_and_true_labels(
         dataset, model, checkpoint["normalization"])
-    results = predict.predict(model, checkpoint["normalization"], dataset.files, 0.5, progress=False)
+    results = predict.predict([(model, checkpoint["normalization"])], dataset.files, 0.5, progress=False)
     np.testing.assert_allclose([row["fake_probability"] for row in results], fake_scores, atol=1e-6)
     assert labels.tolist() == dataset.labels
 
@@ -121,6 +124,61 @@ def test_csv_matches_json(tiny_run, images, tmp_path, capsys):
     assert [row["decision"] for row in rows] == [row["decision"] for row in results]
 
 
+def log_odds(probabilities):
+    probabilities = np.array(probabilities)
+    return np.log(probabilities / (1 - probabilities))
+
+
+def scored(capsys, tmp_path, *argv):
+    """The JSON predict.py writes for ``argv``, with its printed summary line as ``summary``."""
+    code, output = run_cli(capsys, *argv, "--json", tmp_path / "scored.json")
+    assert code == 0
+    return {**json.loads((tmp_path / "scored.json").read_text()), "summary": output.out.splitlines()[-1]}
+
+
+@pytest.fixture()
+def second_checkpoint(tiny_run, tmp_path):
+    """Another detector: tiny_run's best with perturbed weights, other normalization and threshold."""
+    checkpoint = load_checkpoint(tiny_run["best"])
+    generator = torch.Generator().manual_seed(1)
+    checkpoint["model"] = {name: weights + 0.05 * weights.std() * torch.randn(weights.shape, generator=generator)
+                           for name, weights in checkpoint["model"].items()}
+    checkpoint.update(normalization=[[0.4, 0.4, 0.4], [0.3, 0.3, 0.3]], threshold=0.8)
+    save_checkpoint(tmp_path / "second.pt", checkpoint)
+    return tmp_path / "second.pt"
+
+
+def test_ensemble_scores_the_mean_log_odds_of_its_checkpoints(tiny_run, second_checkpoint, images, tmp_path, capsys):
+    first = scored(capsys, tmp_path, tiny_run["best"], images)
+    second = scored(capsys, tmp_path, second_checkpoint, images)
+    ensemble = scored(capsys, tmp_path, tiny_run["best"], images, "--ensemble", second_checkpoint)
+    probabilities = {name: [row["fake_probability"] for row in run["results"]]
+                     for name, run in (("first", first), ("second", second), ("ensemble", ensemble))}
+    assert not np.allclose(probabilities["first"], probabilities["second"], atol=1e-3)
+    np.testing.assert_allclose(log_odds(probabilities["ensemble"]),
+                               (log_odds(probabilities["first"]) + log_odds(probabilities["second"])) / 2, atol=1e-4)
+    assert ensemble["threshold"] == pytest.approx(1 / (1 + np.exp(-np.mean(log_odds([first["threshold"], 0.8])))))
+    assert "mean of the checkpoints' validation EER thresholds" in ensemble["threshold_source"]
+    assert ensemble["ensemble"] == [{"checkpoint": str(second_checkpoint), "model": "SimpleNet",
+                                     "trained_on": first["trained_on"]}]
+    assert "by one checkpoint at" in first["summary"] and "by an ensemble of 2 checkpoints at" in ensemble["summary"]
+
+
+def test_tta_averages_the_log_odds_of_each_image_and_its_mirror(tiny_run, images, tmp_path, capsys):
+    mirrored = tmp_path / "mirrored"
+    mirrored.mkdir()
+    for path in predict.expand_inputs([str(images)])[0]:
+        ImageOps.mirror(Image.open(path).convert("RGB")).save(mirrored / path.name)
+    plain = scored(capsys, tmp_path, tiny_run["best"], images)["results"]
+    mirror = {Path(row["file"]).name: row for row in scored(capsys, tmp_path, tiny_run["best"], mirrored)["results"]}
+    tta = scored(capsys, tmp_path, tiny_run["best"], images, "--tta")
+    assert tta["tta"] is True and "by one checkpoint with flip TTA at" in tta["summary"]
+    expected = [(log_odds(row["fake_probability"]) + log_odds(mirror[Path(row["file"]).name]["fake_probability"])) / 2
+                for row in plain]
+    np.testing.assert_allclose(log_odds([row["fake_probability"] for row in tta["results"]]), expected, atol=1e-4)
+    assert not np.allclose(expected, log_odds([row["fake_probability"] for row in plain]), atol=1e-3)
+
+
 def test_crop_faces_scores_the_face_or_says_no_face(tiny_run, tmp_path, capsys):
     skimage_data = pytest.importorskip("skimage.data")
     canvas = Image.new("RGB", (640, 480), (90, 120, 150))
@@ -152,6 +210,22 @@ def test_cam_writes_one_overlay_per_scored_image(tiny_run, images, tmp_path, cap
     assert overlay.size == (256, 256) and overlay.mode == "RGB"
 
 
+def test_ensemble_cam_is_the_mean_of_its_members_maps(tiny_run, second_checkpoint, images, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    import grad_cam_analysis
+    members = [(model, checkpoint["normalization"]) for model, checkpoint in
+               (load_trained_model(tiny_run["best"]), load_trained_model(second_checkpoint))]
+    batch = torch.from_numpy(np.stack([predict.read_input(path)[0] for path in predict.expand_inputs([str(images)])[0]]))
+    ramp = np.tile(np.linspace(0, 1, 256, dtype=np.float32), (len(batch), 256, 1))
+    member_maps = {id(members[0][0]): ramp, id(members[1][0]): ramp.transpose(0, 2, 1)}
+    writer = predict.CamWriter(members, "cpu", tmp_path / "cams")
+    writer.maps = lambda normalized, model, classes: member_maps[id(model)]
+    paths = writer(batch, [f"{index}.png" for index in range(len(batch))])
+    for image, path in zip(batch, paths):
+        expected = grad_cam_analysis.overlay(image.permute(1, 2, 0).numpy(), (ramp[0] + ramp[0].T) / 2)
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)
+
+
 def test_cam_without_grad_cam_says_what_to_install(tiny_run, images, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
     with pytest.raises(SystemExit) as exit_info:
@@ -165,3 +239,10 @@ def test_bad_checkpoint_is_one_line_error(images, tmp_path, capsys):
     code, output = run_cli(capsys, tmp_path / "bad.pt", images)
     assert code == 2
     assert output.err.strip().startswith("error:") and "bad.pt" in output.err and len(output.err.strip().splitlines()) == 1
+
+
+def test_bad_ensemble_member_is_one_line_error(tiny_run, images, tmp_path, capsys):
+    (tmp_path / "member.pt").write_bytes(b"not a checkpoint")
+    code, output = run_cli(capsys, tiny_run["best"], images, "--ensemble", tmp_path / "member.pt", "--csv", tmp_path / "out.csv")
+    assert code == 2 and not (tmp_path / "out.csv").exists()
+    assert output.err.strip().startswith("error:") and "member.pt" in output.err and len(output.err.strip().splitlines()) == 1
