@@ -22,7 +22,7 @@ RECIPES = {
                "patience": 0, "clip_grad_norm": 0.0, "normalization": "cifar10", "selection_metric": "val_acc",
                "crop": "pad", "crop_size": 224, "crop_scale": 0.25, "flip": True, "jitter": 0.0, "blur_prob": 0.0,
                "jpeg_prob": 0.0, "erase_prob": 0.0, "mixup": 0.0, "drop_path": 0.0, "ema": 0.0},
-    "improved": {"optimizer": "AdamW", "lr": 3e-4, "batch_size": 32, "epochs": 10, "weight_decay": 0.05,
+    "improved": {"optimizer": "AdamW", "lr": 5e-4, "batch_size": 32, "epochs": 10, "weight_decay": 0.05,
                  "schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "class_balance": "weights",
                  "patience": 4, "clip_grad_norm": 1.0, "normalization": "auto", "selection_metric": "val_auc",
                  "crop": "pad", "crop_size": 224, "crop_scale": 0.25, "flip": True, "jitter": 0.0, "blur_prob": 0.0,
