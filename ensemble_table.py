@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics import binary_metrics
+from metrics import binary_metrics, mean_in_log_odds
 from results_table import print_table, show
 
 SPLITS = ("val", "test")
@@ -49,11 +49,6 @@ def read_predictions(path):
     return [row["file"] for row in rows], np.array(labels), np.array([float(row["fake_probability"]) for row in rows])
 
 
-def logit(probabilities):
-    probabilities = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return np.log(probabilities / (1 - probabilities))
-
-
 def ensemble_rows(predictions_dir, runs):
     """``(name, metrics)`` for each run and the ensemble: ``val_auc``, ``threshold`` (the
     validation EER threshold), ``test_accuracy`` and ``test_balanced_accuracy`` (at that
@@ -71,8 +66,7 @@ def ensemble_rows(predictions_dir, runs):
             scores[split].append(probabilities)
     members = [(run, {split: scores[split][index] for split in SPLITS}) for index, run in enumerate(runs)]
     if len(runs) > 1:
-        mean_logits = {split: 1 / (1 + np.exp(-np.mean([logit(p) for p in scores[split]], axis=0)))
-                       for split in SPLITS}
+        mean_logits = {split: mean_in_log_odds(scores[split]) for split in SPLITS}
         members.append((f"ensemble of {len(runs)} (mean logit)", mean_logits))
     rows = []
     for name, probabilities in members:

@@ -11,6 +11,13 @@ def equal_error_rate(labels, fake_scores):
     return float((false_positive[index] + false_negative[index]) / 2), float(thresholds[index])
 
 
+def mean_in_log_odds(probabilities):
+    """How an ensemble averages: the probability whose log-odds is the mean of the log-odds of
+    ``probabilities`` (equal-shape arrays or numbers, first axis averaged; clipped to 1e-7 from 0 and 1)."""
+    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return 1 / (1 + np.exp(-np.log(probabilities / (1 - probabilities)).mean(axis=0)))
+
+
 def binary_metrics(labels, fake_scores, threshold=0.5):
     """Accuracy, balanced accuracy and confusion matrix at ``threshold``; AUC, EER and average
     precision over all thresholds, or None (undefined) when only one class is present."""

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
 from fileio import CheckpointError, atomic_write, write_json
+from metrics import mean_in_log_odds
 from models import load_trained_model
 
 CSV_FIELDS = ("file", "fake_probability", "decision", "face_x", "face_y", "face_w", "face_h", "cam", "error")
@@ -96,8 +97,7 @@ def default_threshold(checkpoints):
         return 0.5, "0.5: a checkpoint stores no threshold"
     if len(thresholds) == 1:
         return float(thresholds[0]), "the checkpoint's validation EER threshold"
-    odds = np.mean([np.log(t / (1 - t)) for t in np.clip(np.array(thresholds, dtype=float), 1e-7, 1 - 1e-7)])
-    return float(1 / (1 + np.exp(-odds))), "the mean of the checkpoints' validation EER thresholds in log-odds"
+    return float(mean_in_log_odds(thresholds)), "the mean of the checkpoints' validation EER thresholds in log-odds"
 
 
 def read_input(path, cropper=None):
@@ -263,12 +263,13 @@ def main(argv=None):
     fakes = sum(row["decision"] == "fake" for row in scored)
     scorer = f"an ensemble of {len(members)} checkpoints" if len(members) > 1 else "one checkpoint"
     print(f"{len(scored)} scored ({fakes} fake, {len(scored) - fakes} real) by {scorer}{' with flip TTA' * args.tta} "
-          f"at threshold {threshold:.4f} ({source}); {failed} failed" + (f"; Grad-CAM overlays in {args.cam}" if cams and scored else ""))
+          f"at threshold {threshold:.4f} ({source}); {failed} failed"
+          + (f"; Grad-CAM overlays in {args.cam}" if cams and scored else ""))
     if args.csv:
         write_csv(args.csv, results)
     if args.json:
         write_json(args.json, {"checkpoint": str(args.checkpoint), "model": checkpoints[0]["model_name"],
-                               "trained_on": checkpoints[0].get("dataset"), "threshold": threshold,
+                               "trained_on": checkpoints[0].get("dataset"),
                                "ensemble": [{"checkpoint": str(path), "model": member["model_name"],
                                              "trained_on": member.get("dataset")}
                                             for path, member in zip(args.ensemble, checkpoints[1:])],
