@@ -12,7 +12,8 @@ command line overrides its recipe value, and the JSON's ``config`` records them 
 ``train/``, ``val/`` and ``test/``, each with ``real/`` and ``fake/``. Writes
 ``out/{dataset}_{model}_{optimizer}.json`` (per-epoch metrics and the run's config),
 ``checkpoints/{dataset}_{model}_{optimizer}.pt`` (best epoch on validation) and
-``..._last.pt`` (everything needed for ``--resume``).
+``..._last.pt`` (everything needed for ``--resume``, written at most every
+``--checkpoint-interval`` seconds and at every new best epoch).
 """
 import argparse
 import hashlib
@@ -136,6 +137,10 @@ def parse_args(argv=None):
                              "off for SimpleNet (default: auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+                        help="write the last checkpoint (for --resume) at most every SECONDS, and at every new best "
+                             "epoch and the end; a killed run redoes at most that much. 0 = after every epoch "
+                             "(default: 60)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's results")
     parser.add_argument("--out-dir", default="out", help="metrics JSON folder (default: out)")
     parser.add_argument("--checkpoint-dir", default="checkpoints", help="checkpoint folder (default: checkpoints)")
@@ -151,6 +156,8 @@ def parse_args(argv=None):
         parser.error(f"--epochs must be >= 1 (got {args.epochs})")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1 (got {args.batch_size})")
+    if not args.checkpoint_interval >= 0:
+        parser.error(f"--checkpoint-interval must be >= 0 seconds (got {args.checkpoint_interval})")
     if args.workers is not None and args.workers < 0:
         parser.error(f"--workers must be >= 0 (got {args.workers})")
     args.dataset_path = resolve_dataset(args.dataset, args.data_root)
@@ -303,7 +310,8 @@ def main(argv=None):
                           selection_metric=args.selection_metric, out_dir=args.out_dir,
                           checkpoint_dir=args.checkpoint_dir, config=config, scheduler=scheduler,
                           clip_grad_norm=args.clip_grad_norm, patience=args.patience, augment=augment,
-                          sample_weights=sample_weights, mixup=args.mixup, ema_decay=args.ema)
+                          sample_weights=sample_weights, mixup=args.mixup, ema_decay=args.ema,
+                          checkpoint_interval=args.checkpoint_interval)
         start = time.perf_counter()
         history = trainer.run(args.epochs, logging_parameters, resume=args.resume)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:

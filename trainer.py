@@ -112,6 +112,10 @@ class Trainer:
     Beta(alpha, alpha) parameter of augment.mixup_batch, 0 = off; the training accuracy is then
     counted against each image's own, unmixed label) and ``ema_decay`` (0 = off: else validation,
     test and the best checkpoint use a WeightAverage of the weights with that decay).
+
+    ``checkpoint_interval``: seconds between writes of the resume checkpoint (``{run}_last.pt``,
+    with the optimizer state); it is also written at every new best epoch and at the end, and
+    0 writes it after every epoch. Short GPU epochs otherwise spend much of their time writing it.
     """
 
     def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
@@ -119,7 +123,7 @@ class Trainer:
                  compile_model=False, workers=0, seed=0, selection_metric="val_acc",
                  out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True,
                  scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None, mixup=0.0,
-                 ema_decay=0.0):
+                 ema_decay=0.0, checkpoint_interval=0.0):
         if selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}")
         self.device = torch.device(device)
@@ -129,7 +133,7 @@ class Trainer:
         self.average = WeightAverage(self.model, ema_decay) if ema_decay else None
         self.optimizer, self.criterion, self.batch_size = optimizer, criterion.to(self.device), batch_size
         self.scheduler, self.clip_grad_norm, self.patience = scheduler, clip_grad_norm, patience
-        self.mixup = mixup
+        self.mixup, self.checkpoint_interval = mixup, checkpoint_interval
         self.train_dataset, self.validation_dataset, self.test_dataset = train_dataset, validation_dataset, test_dataset
         self.autocast_dtype, self.normalization = autocast_dtype, normalization
         self.selection_metric, self.out_dir, self.checkpoint_dir = selection_metric, out_dir, checkpoint_dir
@@ -252,10 +256,11 @@ class Trainer:
     def run(self, epochs, logging_parameters, resume=False):
         """Train until ``epochs`` epochs are done; returns the history written to the JSON.
 
-        After every epoch the JSON (``out/{run}.json``) and ``checkpoints/{run}_last.pt`` are
-        rewritten atomically; ``checkpoints/{run}.pt`` holds the epoch with the best
-        ``selection_metric`` (validation only; ties keep the earlier epoch). With ``resume``
-        the run continues from the last checkpoint and its history; calling ``run`` again on
+        After every epoch the JSON (``out/{run}.json``) is rewritten atomically, and so is
+        ``checkpoints/{run}_last.pt`` at the epochs ``checkpoint_interval`` says;
+        ``checkpoints/{run}.pt`` holds the epoch with the best ``selection_metric`` (validation
+        only; ties keep the earlier epoch). With ``resume`` the run continues from the last
+        checkpoint and its history (epochs the JSON holds beyond it are redone); calling ``run`` again on
         the same trainer continues in memory. With ``patience`` the run stops early (recorded
         as ``stopped_early`` in the JSON) once that many epochs passed without a better
         ``selection_metric``; the best checkpoint stays the best epoch's.
@@ -275,6 +280,7 @@ class Trainer:
                             "versions": library_versions()}
             self.best = {"value": -math.inf, "epoch": None}
         history, best = self.history, self.best
+        last_saved = time.monotonic()
         while self.epoch < epochs and not history.get("stopped_early"):
             self.epoch += 1
             start = time.perf_counter()
@@ -292,7 +298,8 @@ class Trainer:
             for key in EPOCH_KEYS:
                 history.setdefault(key, []).append(epoch_record[key])
             value = epoch_record[self.selection_metric]
-            if value is not None and value > best["value"]:
+            improved = value is not None and value > best["value"]
+            if improved:
                 best.update(value=value, epoch=self.epoch)
                 evaluated = self.average.module if self.average is not None else self.model
                 save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_name": logging_parameters.model_name,
@@ -303,7 +310,10 @@ class Trainer:
             history["best_epoch"] = best["epoch"]
             if self.patience and best["epoch"] is not None and self.epoch - best["epoch"] >= self.patience:
                 history["stopped_early"] = self.epoch
-            save_checkpoint(last_path, self._state(history, best))  # first, so the JSON never runs ahead of it
+            if (improved or self.epoch == epochs or history.get("stopped_early")
+                    or time.monotonic() - last_saved >= self.checkpoint_interval):
+                save_checkpoint(last_path, self._state(history, best))  # never older than the best checkpoint
+                last_saved = time.monotonic()
             write_json(json_path, history)
             print(format_epoch(self.epoch, epochs, epoch_record))
         if history.get("stopped_early"):

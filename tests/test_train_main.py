@@ -34,6 +34,7 @@ def test_end_to_end_outputs(tiny_run):
     (["--lr", "0"], "--lr must be > 0"),
     (["-e", "0"], "--epochs must be >= 1"),
     (["-b", "0"], "--batch_size must be >= 1"),
+    (["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0 seconds"),
     (["-m", "ResNet"], "invalid choice: 'ResNet'"),
     (["-o", "RMSprop"], "invalid choice: 'RMSprop'"),
     (["--weights", "missing.pth"], "missing.pth: file not found"),
@@ -97,7 +98,7 @@ def uninterrupted_run(tiny_fakes, tmp_path_factory):
 
 def kill_test_command(dataset, work):
     return [sys.executable, str(ROOT / "train_main.py"), "-d", str(dataset), "-o", "Adam", "-b", "2", "-e", "3",
-            "--device", "cpu", "--deterministic", "--out-dir", str(work / "out"), "--checkpoint-dir", str(work / "ck"),
+            "--device", "cpu", "--deterministic", "--checkpoint-interval", "0", "--out-dir", str(work / "out"), "--checkpoint-dir", str(work / "ck"),
             "--cache-dir", str(work / "cache")]
 
 

@@ -5,6 +5,7 @@ import torch
 
 from faces_dataset import DecodedFaces
 from models import SimpleNet
+import trainer as trainer_module
 from trainer import LoggingParameters, NonFiniteLossError, Trainer, output_paths, seed_everything
 
 
@@ -17,12 +18,12 @@ def learnable_split(count, seed):
     return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
 
 
-def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0):
+def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0, **options):
     seed_everything(seed, deterministic=True)
     model = SimpleNet()
     return Trainer(model, torch.optim.Adam(model.parameters(), lr=lr), torch.nn.CrossEntropyLoss(), batch_size,
                    learnable_split(30, 1), learnable_split(10, 2), learnable_split(10, 3), seed=seed,
-                   out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False)
+                   out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False, **options)
 
 
 PARAMETERS = LoggingParameters("SimpleNet", "toy", "Adam", {"lr": 1e-4})
@@ -72,6 +73,62 @@ def test_best_checkpoint_is_chosen_on_validation_only(tmp_path, monkeypatch):
     _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
     assert history["best_epoch"] == 2
     assert torch.load(best_path, weights_only=True)["epoch"] == 2
+
+
+def script_validation_accuracy(trainer, monkeypatch, accuracies):
+    """Make the trainer's validation accuracy follow ``accuracies``, one per epoch."""
+    accuracies = iter(accuracies)
+    real_evaluate = trainer.evaluate
+
+    def scripted(dataset):
+        result = real_evaluate(dataset)
+        if dataset is trainer.validation_dataset:
+            result["accuracy"] = next(accuracies)
+        return result
+    monkeypatch.setattr(trainer, "evaluate", scripted)
+
+
+@pytest.mark.parametrize("interval, last_written", [(0, [1, 2, 3, 4, 5]), (1e9, [1, 2, 5])])
+def test_checkpoint_interval_writes_the_last_checkpoint_at_new_bests_and_the_end(tmp_path, monkeypatch,
+                                                                                 interval, last_written):
+    trainer = make_trainer(tmp_path, checkpoint_interval=interval)
+    script_validation_accuracy(trainer, monkeypatch, [0.6, 0.9, 0.7, 0.8, 0.5])  # new bests at epochs 1 and 2
+    written = []
+    real_save = trainer_module.save_checkpoint
+    monkeypatch.setattr(trainer_module, "save_checkpoint",
+                        lambda path, checkpoint: written.append((path.name, checkpoint["epoch"])) or
+                        real_save(path, checkpoint))
+    history = trainer.run(5, PARAMETERS)
+    assert [epoch for name, epoch in written if name.endswith("_last.pt")] == last_written
+    assert [epoch for name, epoch in written if not name.endswith("_last.pt")] == [1, 2]
+    assert len(history["train_loss"]) == 5
+
+
+def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatch):
+    uninterrupted = make_trainer(tmp_path / "a")
+    uninterrupted.run(4, PARAMETERS)
+
+    crashed = make_trainer(tmp_path / "b", checkpoint_interval=1e9)
+    script_validation_accuracy(crashed, monkeypatch, [0.6, 0.9, 0.7])
+    real_train_one_epoch = crashed.train_one_epoch
+
+    def crash_in_epoch_4():
+        if crashed.epoch == 4:
+            raise KeyboardInterrupt
+        return real_train_one_epoch()
+    monkeypatch.setattr(crashed, "train_one_epoch", crash_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.run(4, PARAMETERS)
+    json_path, _, last_path = output_paths(PARAMETERS, tmp_path / "b" / "out", tmp_path / "b" / "checkpoints")
+    assert len(json.loads(json_path.read_text())["train_loss"]) == 3  # the JSON ran ahead of the checkpoint
+    assert torch.load(last_path, weights_only=True)["epoch"] == 2
+
+    resumed = make_trainer(tmp_path / "b", seed=123, checkpoint_interval=1e9)
+    history = resumed.run(4, PARAMETERS, resume=True)
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert history["train_loss"] == uninterrupted.history["train_loss"]
+    assert json.loads(json_path.read_text())["train_loss"] == uninterrupted.history["train_loss"]
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):

@@ -1,0 +1,21 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_bench_checkpoints_prints_one_row_per_interval(tiny_fakes):
+    result = subprocess.run([sys.executable, str(ROOT / "bench_checkpoints.py"), str(tiny_fakes), "-e", "2",
+                             "--intervals", "0", "60", "--device", "cpu"],
+                            capture_output=True, text=True, check=True)
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    header, *rows = rows
+    assert header[0].strip() == "--checkpoint-interval s"
+    assert [row[0].strip() for row in rows] == ["0", "60"]
+    for row in rows:
+        wall, busy, other = (float(cell) for cell in row[3:6])
+        assert wall > busy > 0 and other == pytest.approx(wall - busy, abs=0.011)
