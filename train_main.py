@@ -12,8 +12,8 @@ command line overrides its recipe value, and the JSON's ``config`` records them 
 ``train/``, ``val/`` and ``test/``, each with ``real/`` and ``fake/``. Writes
 ``out/{dataset}_{model}_{optimizer}.json`` (per-epoch metrics and the run's config),
 ``checkpoints/{dataset}_{model}_{optimizer}.pt`` (best epoch on validation) and
-``..._last.pt`` (everything needed for ``--resume``, written at most every
-``--checkpoint-interval`` seconds and at every new best epoch).
+``..._last.pt`` (everything needed for ``--resume``, written about every
+``--checkpoint-interval`` seconds, at every new best epoch and at the end).
 """
 import argparse
 import hashlib
@@ -138,9 +138,9 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
-                        help="write the last checkpoint (for --resume) at most every SECONDS, and at every new best "
-                             "epoch and the end; a killed run redoes at most that much. 0 = after every epoch "
-                             "(default: 60)")
+                        help="write the last checkpoint (for --resume) after the first epoch ending SECONDS after "
+                             "its last write, at every new best epoch and at the end; a killed run redoes up to "
+                             "SECONDS plus the epoch in progress. 0 = after every epoch (default: 60)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's results")
     parser.add_argument("--out-dir", default="out", help="metrics JSON folder (default: out)")
     parser.add_argument("--checkpoint-dir", default="checkpoints", help="checkpoint folder (default: checkpoints)")

@@ -113,9 +113,11 @@ class Trainer:
     counted against each image's own, unmixed label) and ``ema_decay`` (0 = off: else validation,
     test and the best checkpoint use a WeightAverage of the weights with that decay).
 
-    ``checkpoint_interval``: seconds between writes of the resume checkpoint (``{run}_last.pt``,
-    with the optimizer state); it is also written at every new best epoch and at the end, and
-    0 writes it after every epoch. Short GPU epochs otherwise spend much of their time writing it.
+    ``checkpoint_interval`` (default 0 = after every epoch): the resume checkpoint
+    (``{run}_last.pt``, with the optimizer state) is written at the end of the first epoch that
+    finishes at least that many seconds after its last write, at every new best epoch and at the
+    end. Short GPU epochs otherwise spend much of their time writing it; a killed run then redoes
+    up to that many seconds plus the epoch in progress.
     """
 
     def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
@@ -270,6 +272,7 @@ class Trainer:
             stale.unlink()  # left by a run killed while writing
         if resume and last_path.exists():
             self.history, self.best = self._resume(last_path, logging_parameters)
+            write_json(json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
         elif self.history is None:
             self.history = {"model": logging_parameters.model_name, "dataset": logging_parameters.dataset_name,

@@ -17,5 +17,15 @@ def test_bench_checkpoints_prints_one_row_per_interval(tiny_fakes):
     assert header[0].strip() == "--checkpoint-interval s"
     assert [row[0].strip() for row in rows] == ["0", "60"]
     for row in rows:
-        wall, busy, other = (float(cell) for cell in row[3:6])
+        new_bests = float(row[3])
+        wall, busy, other = (float(cell) for cell in row[4:7])
+        assert 1 <= new_bests <= 2  # epoch 1 is always a new best
         assert wall > busy > 0 and other == pytest.approx(wall - busy, abs=0.011)
+
+
+def test_bench_checkpoints_names_the_log_of_a_failed_run(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "bench_checkpoints.py"), str(tmp_path), "--device", "cpu"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "a training run failed (exit 2); the end of its log" in result.stderr
+    assert "missing split folder(s) train, val, test" in result.stderr

@@ -98,8 +98,8 @@ def uninterrupted_run(tiny_fakes, tmp_path_factory):
 
 def kill_test_command(dataset, work):
     return [sys.executable, str(ROOT / "train_main.py"), "-d", str(dataset), "-o", "Adam", "-b", "2", "-e", "3",
-            "--device", "cpu", "--deterministic", "--checkpoint-interval", "0", "--out-dir", str(work / "out"), "--checkpoint-dir", str(work / "ck"),
-            "--cache-dir", str(work / "cache")]
+            "--device", "cpu", "--deterministic", "--checkpoint-interval", "0", "--out-dir", str(work / "out"),
+            "--checkpoint-dir", str(work / "ck"), "--cache-dir", str(work / "cache")]
 
 
 @pytest.mark.slow

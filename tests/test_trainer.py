@@ -1,4 +1,6 @@
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -93,15 +95,43 @@ def test_checkpoint_interval_writes_the_last_checkpoint_at_new_bests_and_the_end
                                                                                  interval, last_written):
     trainer = make_trainer(tmp_path, checkpoint_interval=interval)
     script_validation_accuracy(trainer, monkeypatch, [0.6, 0.9, 0.7, 0.8, 0.5])  # new bests at epochs 1 and 2
+    written = record_checkpoint_writes(monkeypatch)
+    history = trainer.run(5, PARAMETERS)
+    assert written == last_written
+    assert history["best_epoch"] == 2
+
+
+def record_checkpoint_writes(monkeypatch):
+    """Epochs of the last checkpoints written from now on (the list fills as the trainer writes)."""
     written = []
     real_save = trainer_module.save_checkpoint
-    monkeypatch.setattr(trainer_module, "save_checkpoint",
-                        lambda path, checkpoint: written.append((path.name, checkpoint["epoch"])) or
-                        real_save(path, checkpoint))
-    history = trainer.run(5, PARAMETERS)
-    assert [epoch for name, epoch in written if name.endswith("_last.pt")] == last_written
-    assert [epoch for name, epoch in written if not name.endswith("_last.pt")] == [1, 2]
-    assert len(history["train_loss"]) == 5
+
+    def save(path, checkpoint):
+        if path.name.endswith("_last.pt"):
+            written.append(checkpoint["epoch"])
+        real_save(path, checkpoint)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    return written
+
+
+def test_checkpoint_interval_counts_from_the_last_write(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, checkpoint_interval=60)
+    script_validation_accuracy(trainer, monkeypatch, [0.9] + [0.5] * 6)  # the only new best is epoch 1
+    clock = SimpleNamespace(perf_counter=time.perf_counter, monotonic=lambda: 25.0 * trainer.epoch)  # 25 s epochs
+    monkeypatch.setattr(trainer_module, "time", clock)
+    written = record_checkpoint_writes(monkeypatch)
+    trainer.run(7, PARAMETERS)
+    assert written == [1, 4, 7]  # epoch 4 is 75 s after the write at epoch 1; 5 and 6 under 60 s after epoch 4's
+
+
+def test_a_run_stopped_early_writes_its_last_checkpoint(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, checkpoint_interval=1e9, patience=2)
+    script_validation_accuracy(trainer, monkeypatch, [0.9, 0.5, 0.5])
+    written = record_checkpoint_writes(monkeypatch)
+    trainer.run(6, PARAMETERS)
+    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    assert written == [1, 3]
+    assert torch.load(last_path, weights_only=True)["history"]["stopped_early"] == 3
 
 
 def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatch):
@@ -122,6 +152,9 @@ def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatc
     json_path, _, last_path = output_paths(PARAMETERS, tmp_path / "b" / "out", tmp_path / "b" / "checkpoints")
     assert len(json.loads(json_path.read_text())["train_loss"]) == 3  # the JSON ran ahead of the checkpoint
     assert torch.load(last_path, weights_only=True)["epoch"] == 2
+
+    make_trainer(tmp_path / "b", checkpoint_interval=1e9).run(2, PARAMETERS, resume=True)  # nothing left to run
+    assert len(json.loads(json_path.read_text())["train_loss"]) == 2  # the JSON is back in step with the checkpoint
 
     resumed = make_trainer(tmp_path / "b", seed=123, checkpoint_interval=1e9)
     history = resumed.run(4, PARAMETERS, resume=True)
