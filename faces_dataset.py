@@ -15,6 +15,7 @@ zero-padded image and horizontal flip with probability 0.5; see ``augment.py`` f
 """
 import copy
 import hashlib
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,20 @@ class FacesDataset(Dataset):
         self.fake_image_files = files["fake"]
         self.files = self.real_image_files + self.fake_image_files
         self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
+
+    def keep_fraction(self, fraction):
+        """Keep an evenly spaced ``fraction`` of each class's files, in file order (0.5: every
+        second image, from the first); at least one image per class. For learning curves."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+
+        def spaced(files):
+            count = max(1, math.ceil(len(files) * fraction)) if files else 0
+            return [files[int(index / fraction + 1e-9)] for index in range(count)]
+        self.real_image_files, self.fake_image_files = spaced(self.real_image_files), spaced(self.fake_image_files)
+        self.files = self.real_image_files + self.fake_image_files
+        self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
+        return self
 
     def __len__(self):
         return len(self.files)

@@ -53,11 +53,17 @@ run() {  # run NAME DATASET [train_main flags...]: start it once a slot is free 
 }
 
 # stylegan_faces: the best measured setting (ResNet-18, lr 1e-3, a long cosine schedule, mixup 0.2;
-# patience 0: every run goes the full length and the best epoch is still chosen on validation AUC)
-# with three seeds, then the same with stronger mixup (alpha 0.5), three seeds.
-BEST=(-m timm:resnet18 --lr 1e-3 -e "$EPOCHS" --patience 0)
-for seed in 0 1 2; do run sg_resnet18_mixup_seed$seed "$STYLEGAN" "${BEST[@]}" --mixup 0.2 --seed $seed; done
-for seed in 0 1 2; do run sg_resnet18_mixup05_seed$seed "$STYLEGAN" "${BEST[@]}" --mixup 0.5 --seed $seed; done
+# patience 0: every run goes the full length and the best epoch is still chosen on validation AUC),
+# then its learning curve: the same on half and a quarter of the training images (--train-fraction)
+# for the same number of optimizer steps (2x and 4x the epochs), two seeds each; then two more seeds
+# of the full setting.
+BEST=(-m timm:resnet18 --lr 1e-3 --patience 0 --mixup 0.2)
+run sg_resnet18_mixup_seed0 "$STYLEGAN" "${BEST[@]}" -e "$EPOCHS"
+for seed in 0 1; do
+    run sg_resnet18_mixup_half_seed$seed "$STYLEGAN" "${BEST[@]}" -e $((2 * EPOCHS)) --train-fraction 0.5 --seed $seed
+    run sg_resnet18_mixup_quarter_seed$seed "$STYLEGAN" "${BEST[@]}" -e $((4 * EPOCHS)) --train-fraction 0.25 --seed $seed
+done
+for seed in 1 2; do run sg_resnet18_mixup_seed$seed "$STYLEGAN" "${BEST[@]}" -e "$EPOCHS" --seed $seed; done
 wait "$DEMO_DATA"
 for demo in demo_fakes demo_synthetic; do
     run ${demo}_SimpleNet_course "$OUT/data/$demo" -m SimpleNet --recipe course -e 10

@@ -128,6 +128,10 @@ def parse_args(argv=None):
     parser.add_argument("--selection-metric", choices=SELECTION_METRICS,
                         help=from_recipe("selection_metric", "validation metric that picks the best checkpoint "
                                                              "and drives --patience"))
+    parser.add_argument("--train-fraction", type=float, default=1.0, metavar="F",
+                        help="train on an evenly spaced fraction F of each class's training images (file order; "
+                             "0.5 = every second one), for learning curves; validation and test stay whole "
+                             "(default: 1)")
     parser.add_argument("--no-cache", action="store_true",
                         help="decode images with PIL on every access (the course's per-item path) instead of once")
     parser.add_argument("--cache-dir", default=".cache", help="where decoded splits are cached (default: .cache)")
@@ -156,6 +160,8 @@ def parse_args(argv=None):
         parser.error(f"--epochs must be >= 1 (got {args.epochs})")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1 (got {args.batch_size})")
+    if not 0 < args.train_fraction <= 1:
+        parser.error(f"--train-fraction must be in (0, 1] (got {args.train_fraction})")
     if not args.checkpoint_interval >= 0:
         parser.error(f"--checkpoint-interval must be >= 0 seconds (got {args.checkpoint_interval})")
     if args.workers is not None and args.workers < 0:
@@ -246,6 +252,10 @@ def load_splits(args):
     splits = []
     for split in SPLITS:
         dataset = FacesDataset(args.dataset_path / split, require_both_classes=split == "train")
+        if split == "train" and args.train_fraction < 1:
+            total = len(dataset)
+            dataset.keep_fraction(args.train_fraction)
+            print(f"train: {len(dataset)} of {total} images kept (--train-fraction {args.train_fraction:g})")
         if not args.no_cache:
             dataset = decode_dataset(dataset, args.cache_dir, args.workers, args.strict)
             where = place_images(dataset, args.device)

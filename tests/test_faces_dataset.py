@@ -236,3 +236,21 @@ def test_full_resolution_read_keeps_the_size(tmp_path):
     write_image(tmp_path / "wide.png", size=(400, 300), mode="L", colour=7)
     image = load_image(tmp_path / "wide.png", size=None)
     assert image.size == (400, 300) and image.mode == "RGB"
+
+
+@pytest.mark.parametrize("fraction, real, fake", [
+    (0.5, [0, 2, 4, 6, 8], [0, 2, 4]),
+    (0.25, [0, 4, 8], [0, 4]),
+    (0.01, [0], [0]),  # at least one image per class
+    (1.0, list(range(10)), list(range(6))),
+])
+def test_keep_fraction_keeps_evenly_spaced_images_of_each_class(tmp_path, fraction, real, fake):
+    for index in range(10):
+        write_image(tmp_path / "real" / f"r{index}.png", size=(8, 8))
+    for index in range(6):
+        write_image(tmp_path / "fake" / f"f{index}.png", size=(8, 8))
+    dataset = FacesDataset(tmp_path).keep_fraction(fraction)
+    assert [path.name for path in dataset.files] == [f"r{i}.png" for i in real] + [f"f{i}.png" for i in fake]
+    assert dataset.labels == [0] * len(real) + [1] * len(fake)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        dataset.keep_fraction(0)

@@ -14,6 +14,18 @@ import train_main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_train_fraction_trains_on_part_of_the_training_split(tiny_fakes, tmp_path, capsys):
+    code = train_main.main(["-d", str(tiny_fakes), "--train-fraction", "0.5", "-e", "1", "--device", "cpu",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "train: 12 of 24 images kept (--train-fraction 0.5)" in output
+    assert "train: 12 images decoded" in output and "val: 12 images decoded" in output
+    history = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert history["config"]["train_fraction"] == 0.5
+
+
 def test_end_to_end_outputs(tiny_run):
     history = json.loads(tiny_run["json"].read_text())
     for key in ("model", "dataset", "optimizer", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
@@ -35,6 +47,8 @@ def test_end_to_end_outputs(tiny_run):
     (["-e", "0"], "--epochs must be >= 1"),
     (["-b", "0"], "--batch_size must be >= 1"),
     (["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0 seconds"),
+    (["--train-fraction", "0"], "--train-fraction must be in (0, 1]"),
+    (["--train-fraction", "1.5"], "--train-fraction must be in (0, 1]"),
     (["-m", "ResNet"], "invalid choice: 'ResNet'"),
     (["-o", "RMSprop"], "invalid choice: 'RMSprop'"),
     (["--weights", "missing.pth"], "missing.pth: file not found"),
