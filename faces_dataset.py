@@ -19,6 +19,7 @@ import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -116,23 +117,24 @@ class FacesDataset(Dataset):
         if not any(files.values()):
             raise DatasetError(f"{self.root_path}: no images in real/ or fake/ (looked for "
                                f"{', '.join(IMAGE_EXTENSIONS)}); add face images")
-        self.real_image_files = files["real"]
-        self.fake_image_files = files["fake"]
-        self.files = self.real_image_files + self.fake_image_files
-        self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
+        self._set_files(files["real"], files["fake"])
+
+    def _set_files(self, real_image_files, fake_image_files):
+        self.real_image_files, self.fake_image_files = real_image_files, fake_image_files
+        self.files = real_image_files + fake_image_files
+        self.labels = [0] * len(real_image_files) + [1] * len(fake_image_files)
 
     def keep_fraction(self, fraction):
         """Keep an evenly spaced ``fraction`` of each class's files, in file order (0.5: every
         second image, from the first); at least one image per class. For learning curves."""
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        exact = Fraction(fraction).limit_denominator(10 ** 6)  # 0.55 is 11/20, not 0.55000000000000004
 
         def spaced(files):
-            count = max(1, math.ceil(len(files) * fraction)) if files else 0
-            return [files[int(index / fraction + 1e-9)] for index in range(count)]
-        self.real_image_files, self.fake_image_files = spaced(self.real_image_files), spaced(self.fake_image_files)
-        self.files = self.real_image_files + self.fake_image_files
-        self.labels = [0] * len(self.real_image_files) + [1] * len(self.fake_image_files)
+            count = max(1, math.ceil(len(files) * exact)) if files else 0
+            return [files[math.floor(index / exact)] for index in range(count)]
+        self._set_files(spaced(self.real_image_files), spaced(self.fake_image_files))
         return self
 
     def __len__(self):

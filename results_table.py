@@ -3,9 +3,10 @@
     python results_table.py out/*.json [--device "1 CPU thread"] [-o table.md]
 
 One row per run's JSON: dataset, model, recipe (and where the run's settings differ from that
-recipe's current values, the training fraction when not 1, and the seed when not 0), epochs run, the validation-chosen epoch and the
-test accuracy, balanced accuracy and AUC at that epoch (test is read there only), the best
-validation metric, and the seconds spent in training + evaluation epochs.
+recipe's current values, the training fraction when not 1, and the seed when not 0), epochs
+run, the validation-chosen epoch and the test accuracy, balanced accuracy and AUC at that
+epoch (test is read there only), the best validation metric, and the seconds spent in
+training + evaluation epochs.
 """
 import argparse
 import json
@@ -37,7 +38,7 @@ def run_row(history, device):
     differences = [f"{key} {config[key]}" for key, value in RECIPES.get(recipe, {}).items()
                    if key != "epochs" and key in config and config[key] != value]
     if config.get("train_fraction", 1) != 1:
-        differences.append(f"train fraction {config['train_fraction']:g}")
+        differences.append(f"train_fraction {config['train_fraction']:g}")
     if config.get("seed", 0) != 0:
         differences.append(f"seed {config['seed']}")
     recipe = " + ".join([recipe, *differences])

@@ -26,6 +26,10 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+# Settings that a resumed run must share with its checkpoint (config key: command-line flag).
+RESUME_MUST_MATCH = {"train_fraction": "--train-fraction", "batch_size": "--batch_size"}
+
+
 def model_file_name(model_name):
     """``model_name`` as it appears in file names (``timm:resnet18`` -> ``timm-resnet18``)."""
     return model_name.replace(":", "-")
@@ -241,6 +245,11 @@ class Trainer:
         if state["history"].get("model") != logging_parameters.model_name:
             raise CheckpointError(f"{last_path}: holds a {state['history'].get('model')} run, "
                                   f"not {logging_parameters.model_name}; resume with the same -m")
+        saved_config = state["history"].get("config") or {}
+        for key, flag in RESUME_MUST_MATCH.items():
+            if key in saved_config and key in self.config and saved_config[key] != self.config[key]:
+                raise CheckpointError(f"{last_path}: holds a run with {flag} {saved_config[key]}, not "
+                                      f"{self.config[key]}; resume with the same {flag} or start a new run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:

@@ -241,6 +241,7 @@ def test_full_resolution_read_keeps_the_size(tmp_path):
 @pytest.mark.parametrize("fraction, real, fake", [
     (0.5, [0, 2, 4, 6, 8], [0, 2, 4]),
     (0.25, [0, 4, 8], [0, 4]),
+    (0.55, [0, 1, 3, 5, 7, 9], [0, 1, 3, 5]),  # 0.55 * 10 in floating point is 5.500000000000001
     (0.01, [0], [0]),  # at least one image per class
     (1.0, list(range(10)), list(range(6))),
 ])
@@ -252,5 +253,19 @@ def test_keep_fraction_keeps_evenly_spaced_images_of_each_class(tmp_path, fracti
     dataset = FacesDataset(tmp_path).keep_fraction(fraction)
     assert [path.name for path in dataset.files] == [f"r{i}.png" for i in real] + [f"f{i}.png" for i in fake]
     assert dataset.labels == [0] * len(real) + [1] * len(fake)
+
+
+def test_keep_fraction_counts_exactly_for_decimal_fractions(tmp_path):
+    for index in range(100):
+        write_image(tmp_path / "real" / f"r{index:03d}.png", size=(8, 8))
+        write_image(tmp_path / "fake" / f"f{index:03d}.png", size=(8, 8))
+    for fraction in (0.07, 0.14, 0.27, 0.55, 0.67, 0.81):  # 100 * fraction is not exact in floating point
+        dataset = FacesDataset(tmp_path).keep_fraction(fraction)
+        kept = [int(path.stem[1:]) for path in dataset.real_image_files]
+        assert len(kept) == round(100 * fraction) and kept == sorted(set(kept)) and kept[0] == 0
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5, float("nan")])
+def test_keep_fraction_refuses_fractions_outside_0_1(small_split, fraction):
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
-        dataset.keep_fraction(0)
+        FacesDataset(small_split).keep_fraction(fraction)

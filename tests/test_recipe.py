@@ -661,6 +661,6 @@ def test_results_table_names_a_seed_other_than_0():
 def test_results_table_names_the_training_fraction_and_seed():
     history = minimal_history(3, 3)
     history["config"].update(train_fraction=0.25, seed=1)
-    assert results_table.run_row(history, "cpu").split(" | ")[2] == "improved + train fraction 0.25 + seed 1"
+    assert results_table.run_row(history, "cpu").split(" | ")[2] == "improved + train_fraction 0.25 + seed 1"
     history["config"].update(train_fraction=1.0, seed=0)
     assert results_table.run_row(history, "cpu").split(" | ")[2] == "improved"

@@ -8,6 +8,7 @@ import torch
 from faces_dataset import DecodedFaces
 from models import SimpleNet
 import trainer as trainer_module
+from fileio import CheckpointError
 from trainer import LoggingParameters, NonFiniteLossError, Trainer, output_paths, seed_everything
 
 
@@ -162,6 +163,14 @@ def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatc
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert history["train_loss"] == uninterrupted.history["train_loss"]
     assert json.loads(json_path.read_text())["train_loss"] == uninterrupted.history["train_loss"]
+
+
+def test_resume_refuses_another_training_fraction(tmp_path):
+    make_trainer(tmp_path, config={"train_fraction": 0.5}).run(1, PARAMETERS)
+    with pytest.raises(CheckpointError, match="holds a run with --train-fraction 0.5, not 1.0; resume with the same"):
+        make_trainer(tmp_path, config={"train_fraction": 1.0}).run(2, PARAMETERS, resume=True)
+    history = make_trainer(tmp_path, config={"train_fraction": 0.5}).run(2, PARAMETERS, resume=True)
+    assert len(history["train_loss"]) == 2
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
