@@ -52,9 +52,11 @@ def run_at_once(commands, logs):
 
 def new_bests(history):
     """How many epochs improved the selection metric (each one writes both checkpoints)."""
-    values = history[history["selection_metric"]]
-    return sum(value is not None and value > max([v for v in values[:epoch] if v is not None], default=-math.inf)
-               for epoch, value in enumerate(values))
+    best, count = -math.inf, 0
+    for value in history[history["selection_metric"]]:
+        if value is not None and value > best:
+            best, count = value, count + 1
+    return count
 
 
 def main():

@@ -33,3 +33,19 @@ def tiny_run(tiny_fakes, tmp_path_factory):
     return {"dataset": tiny_fakes, "out_dir": out_dir, "checkpoint_dir": checkpoint_dir,
             "json": out_dir / f"{name}.json", "best": checkpoint_dir / f"{name}.pt",
             "last": checkpoint_dir / f"{name}_last.pt"}
+
+
+@pytest.fixture
+def script_validation_accuracy(monkeypatch):
+    """``script(trainer, accuracies)``: the trainer's validation accuracy then follows ``accuracies``, one per epoch."""
+    def script(trainer, accuracies):
+        accuracies = iter(accuracies)
+        real_evaluate = trainer.evaluate
+
+        def scripted(dataset):
+            result = real_evaluate(dataset)
+            if dataset is trainer.validation_dataset:
+                result["accuracy"] = next(accuracies)
+            return result
+        monkeypatch.setattr(trainer, "evaluate", scripted)
+    return script

@@ -229,17 +229,9 @@ def test_dataset_statistics_are_the_same_on_both_paths(tiny_fakes):
     assert std == pytest.approx(pixels.std((0, 2, 3)).tolist(), abs=1e-3)
 
 
-def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, script_validation_accuracy):
     trainer = toy_trainer(tmp_path, epochs=6, patience=2)
-    val_accuracies = iter([0.6, 0.9, 0.8, 0.7, 0.95, 0.95])
-    real_evaluate = trainer.evaluate
-
-    def scripted(dataset):
-        result = real_evaluate(dataset)
-        if dataset is trainer.validation_dataset:
-            result["accuracy"] = next(val_accuracies)
-        return result
-    monkeypatch.setattr(trainer, "evaluate", scripted)
+    script_validation_accuracy(trainer, [0.6, 0.9, 0.8, 0.7, 0.95, 0.95])
     history = trainer.run(6, PARAMETERS)
     assert len(history["train_loss"]) == 4 and history["stopped_early"] == 4 and history["best_epoch"] == 2
     json_path, best_path, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "ck")

@@ -78,24 +78,11 @@ def test_best_checkpoint_is_chosen_on_validation_only(tmp_path, monkeypatch):
     assert torch.load(best_path, weights_only=True)["epoch"] == 2
 
 
-def script_validation_accuracy(trainer, monkeypatch, accuracies):
-    """Make the trainer's validation accuracy follow ``accuracies``, one per epoch."""
-    accuracies = iter(accuracies)
-    real_evaluate = trainer.evaluate
-
-    def scripted(dataset):
-        result = real_evaluate(dataset)
-        if dataset is trainer.validation_dataset:
-            result["accuracy"] = next(accuracies)
-        return result
-    monkeypatch.setattr(trainer, "evaluate", scripted)
-
-
 @pytest.mark.parametrize("interval, last_written", [(0, [1, 2, 3, 4, 5]), (1e9, [1, 2, 5])])
-def test_checkpoint_interval_writes_the_last_checkpoint_at_new_bests_and_the_end(tmp_path, monkeypatch,
-                                                                                 interval, last_written):
+def test_checkpoint_interval_writes_the_last_checkpoint_at_new_bests_and_the_end(
+        tmp_path, monkeypatch, script_validation_accuracy, interval, last_written):
     trainer = make_trainer(tmp_path, checkpoint_interval=interval)
-    script_validation_accuracy(trainer, monkeypatch, [0.6, 0.9, 0.7, 0.8, 0.5])  # new bests at epochs 1 and 2
+    script_validation_accuracy(trainer, [0.6, 0.9, 0.7, 0.8, 0.5])  # new bests at epochs 1 and 2
     written = record_checkpoint_writes(monkeypatch)
     history = trainer.run(5, PARAMETERS)
     assert written == last_written
@@ -115,9 +102,9 @@ def record_checkpoint_writes(monkeypatch):
     return written
 
 
-def test_checkpoint_interval_counts_from_the_last_write(tmp_path, monkeypatch):
+def test_checkpoint_interval_counts_from_the_last_write(tmp_path, monkeypatch, script_validation_accuracy):
     trainer = make_trainer(tmp_path, checkpoint_interval=60)
-    script_validation_accuracy(trainer, monkeypatch, [0.9] + [0.5] * 6)  # the only new best is epoch 1
+    script_validation_accuracy(trainer, [0.9] + [0.5] * 6)  # the only new best is epoch 1
     clock = SimpleNamespace(perf_counter=time.perf_counter, monotonic=lambda: 25.0 * trainer.epoch)  # 25 s epochs
     monkeypatch.setattr(trainer_module, "time", clock)
     written = record_checkpoint_writes(monkeypatch)
@@ -125,9 +112,9 @@ def test_checkpoint_interval_counts_from_the_last_write(tmp_path, monkeypatch):
     assert written == [1, 4, 7]  # epoch 4 is 75 s after the write at epoch 1; 5 and 6 under 60 s after epoch 4's
 
 
-def test_a_run_stopped_early_writes_its_last_checkpoint(tmp_path, monkeypatch):
+def test_a_run_stopped_early_writes_its_last_checkpoint(tmp_path, monkeypatch, script_validation_accuracy):
     trainer = make_trainer(tmp_path, checkpoint_interval=1e9, patience=2)
-    script_validation_accuracy(trainer, monkeypatch, [0.9, 0.5, 0.5])
+    script_validation_accuracy(trainer, [0.9, 0.5, 0.5])
     written = record_checkpoint_writes(monkeypatch)
     trainer.run(6, PARAMETERS)
     _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
@@ -135,12 +122,12 @@ def test_a_run_stopped_early_writes_its_last_checkpoint(tmp_path, monkeypatch):
     assert torch.load(last_path, weights_only=True)["history"]["stopped_early"] == 3
 
 
-def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatch):
+def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatch, script_validation_accuracy):
     uninterrupted = make_trainer(tmp_path / "a")
     uninterrupted.run(4, PARAMETERS)
 
     crashed = make_trainer(tmp_path / "b", checkpoint_interval=1e9)
-    script_validation_accuracy(crashed, monkeypatch, [0.6, 0.9, 0.7])
+    script_validation_accuracy(crashed, [0.6, 0.9, 0.7])
     real_train_one_epoch = crashed.train_one_epoch
 
     def crash_in_epoch_4():
