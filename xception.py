@@ -7,6 +7,7 @@ from fileio import CheckpointError
 
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
+IMAGENET_WEIGHTS_NAME = "xception-43020ad28.pth"  # the file name of timm's legacy_xception weights
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -49,25 +50,28 @@ def load_xception_weights(model, weights):
     return model
 
 
+def cached_imagenet_weights():
+    """Where timm keeps the ImageNet ``legacy_xception`` weights it downloads (torch hub's cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS_NAME
+
+
 def build_xception_backbone(pretrained=False, weights=None):
     """timm's legacy_xception with its 1000-class ``fc``.
 
     ``weights``: a local state dict file (timm or Cadene layout), loaded whatever
-    ``pretrained`` says. ``pretrained`` without ``weights``: timm's ImageNet weights from
-    its cache or the internet; when they cannot be had this raises WeightsUnavailableError naming
-    ``--weights FILE`` and ``--no-pretrained`` rather than falling back to random weights.
+    ``pretrained`` says. ``pretrained`` without ``weights``: the ImageNet weights from torch
+    hub's cache (``cached_imagenet_weights()``), never downloaded; when they are not there this
+    raises WeightsUnavailableError naming ``--weights FILE`` and ``--no-pretrained`` rather
+    than falling back to random weights.
     """
     import timm
 
-    if weights is not None:
-        return load_xception_weights(timm.create_model("legacy_xception", pretrained=False), weights)
-    if not pretrained:
-        return timm.create_model("legacy_xception", pretrained=False)
-    try:
-        return timm.create_model("legacy_xception", pretrained=True)
-    except Exception as error:
-        raise WeightsUnavailableError(
-            "could not get ImageNet Xception weights offline "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); pass a local file with "
-            "--weights FILE (timm 'legacy_xception' or Cadene 'xception' state dict) or train from "
-            "random weights with --no-pretrained") from None
+    if weights is None and pretrained:
+        weights = cached_imagenet_weights()
+        if not weights.is_file():
+            raise WeightsUnavailableError(
+                f"ImageNet Xception weights are not in {weights} and are never downloaded at run time; "
+                "pass a local file with --weights FILE (timm 'legacy_xception' or Cadene 'xception' "
+                f"state dict, e.g. {IMAGENET_WEIGHTS_NAME}) or train from random weights with --no-pretrained")
+    model = timm.create_model("legacy_xception", pretrained=False)
+    return model if weights is None else load_xception_weights(model, weights)

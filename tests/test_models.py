@@ -75,17 +75,23 @@ def test_weights_of_another_model_are_refused(tmp_path):
         xception.build_xception_backbone(weights=tmp_path / "simplenet.pth")
 
 
-def test_pretrained_offline_fails_with_the_fix(monkeypatch):
+def test_pretrained_never_downloads_and_reads_the_hub_cache(monkeypatch, tmp_path):
     import timm
     real_create = timm.create_model
 
-    def offline(name, pretrained=False, **kwargs):
-        if pretrained:
-            raise OSError("no network")
+    def no_download(name, pretrained=False, **kwargs):
+        assert not pretrained, "timm was asked to download weights"
         return real_create(name, pretrained=False, **kwargs)
-    monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError, match="--weights FILE.*--no-pretrained"):
+    monkeypatch.setattr(timm, "create_model", no_download)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    cached = tmp_path / "checkpoints" / xception.IMAGENET_WEIGHTS_NAME
+    with pytest.raises(RuntimeError, match=f"{cached}.*--weights FILE.*--no-pretrained"):
         get_xception_based_model(pretrained=True)
+    reference = xception.build_xception_backbone(pretrained=False)
+    cached.parent.mkdir()
+    torch.save(reference.state_dict(), cached)
+    loaded = xception.build_xception_backbone(pretrained=True)
+    assert torch.equal(loaded.fc.weight, reference.fc.weight)
 
 
 def test_load_trained_model_round_trip_and_errors(tmp_path):
