@@ -146,9 +146,12 @@ def load_split(args):
 
 
 def figure_prefix(args):
-    """``{dataset}_{model}``, plus ``_on_{evaluated dataset}`` for a cross-dataset evaluation."""
+    """``{dataset}_{model}``, plus ``_on_{evaluated dataset}`` for a cross-dataset evaluation and
+    ``_{split}`` for a split other than test."""
     prefix = f"{dataset_name(args.dataset)}_{model_file_name(args.model)}"
-    return prefix if evaluated_name(args) == dataset_name(args.dataset) else f"{prefix}_on_{evaluated_name(args)}"
+    if evaluated_name(args) != dataset_name(args.dataset):
+        prefix += f"_on_{evaluated_name(args)}"
+    return prefix if args.split == "test" else f"{prefix}_{args.split}"
 
 
 def save(fig, path):

@@ -90,23 +90,39 @@ def format_metrics(metrics):
     def show(value):
         return "n/a" if value is None else f"{value:.3f}"
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    at = f"at {metrics['threshold']:.3f}"
     rows = [("images (real / fake)", f"{metrics['count']} ({metrics['real_count']} / {metrics['fake_count']})"),
             ("AUC", show(metrics["auc"])), ("EER", show(metrics["eer"])),
-            ("EER threshold on P(fake)", show(metrics["eer_threshold"])),
             ("average precision", show(metrics["average_precision"])),
-            ("accuracy at 0.5", show(metrics["accuracy"])),
-            ("balanced accuracy at 0.5", show(metrics["balanced_accuracy"])),
-            ("confusion at 0.5 (true real)", f"{tn} called real, {fp} called fake"),
-            ("confusion at 0.5 (true fake)", f"{fn} called real, {tp} called fake")]
+            ("threshold on P(fake)", f"{metrics['threshold']:.3f} ({metrics['threshold_source']})"),
+            (f"accuracy {at}", show(metrics["accuracy"])),
+            (f"balanced accuracy {at}", show(metrics["balanced_accuracy"])),
+            (f"confusion {at} (true real)", f"{tn} called real, {fp} called fake"),
+            (f"confusion {at} (true fake)", f"{fn} called real, {tp} called fake"),
+            ("accuracy at 0.5 (as in training)", show(metrics["accuracy_at_0.5"])),
+            ("balanced accuracy at 0.5", show(metrics["balanced_accuracy_at_0.5"]))]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def split_metrics(labels, fake_scores, checkpoint):
+    """``binary_metrics`` at the checkpoint's operating threshold (its validation EER point, as
+    predict.py decides), plus accuracy and balanced accuracy at 0.5 as the training JSON counts them."""
+    threshold = checkpoint.get("threshold")
+    source = "the checkpoint's validation EER threshold"
+    if threshold is None:
+        threshold, source = 0.5, "the checkpoint stores no threshold"
+    at_half = binary_metrics(labels, fake_scores)
+    return {**binary_metrics(labels, fake_scores, threshold), "threshold": float(threshold),
+            "threshold_source": source, "accuracy_at_0.5": at_half["accuracy"],
+            "balanced_accuracy_at_0.5": at_half["balanced_accuracy"]}
 
 
 def analyse_scores(labels, real_scores, fake_scores, args, checkpoint):
     """Metrics of the scores printed and written to ``..._metrics.json``; ROC and DET drawn when
     both classes are present. Returns (metrics, list of figure paths)."""
     prefix, where = figure_prefix(args), f"{evaluated_name(args)}/{args.split}"
-    metrics = binary_metrics(labels, fake_scores)
+    metrics = split_metrics(labels, fake_scores, checkpoint)
     print(f"\n{args.model} trained on {dataset_name(args.dataset)} (epoch {checkpoint['epoch']}), evaluated on {where}:")
     print(format_metrics(metrics))
     figures = []

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from analysis_common import add_run_arguments, dataset_name, exits_on_error, load_history, parse_args, save
+from trainer import model_file_name
 
 CURVES = (("train", "o-"), ("val", "s-"), ("test", "^-"))
 
@@ -39,7 +40,8 @@ def plot_curves(history, kind, title, path):
 
 def plot_accuracy_and_loss(history, figures_dir):
     """Both figures of a run's ``history`` (its metrics JSON); returns their paths."""
-    prefix, run = f"{dataset_name(history['dataset'])}_{history['model']}", f"{history['model']} on {history['dataset']}"
+    prefix = f"{dataset_name(history['dataset'])}_{model_file_name(history['model'])}"
+    run = f"{history['model']} on {history['dataset']}"
     optimizer = f"{history['optimizer']['name']}, lr {history['optimizer']['params'].get('lr')}"
     return [plot_curves(history, "loss", f"Loss per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_losses_plot.png"),
             plot_curves(history, "acc", f"Accuracy per epoch: {run} ({optimizer})",

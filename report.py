@@ -44,8 +44,9 @@ def main(argv=None):
     dataset = load_split(args)
     figures = []
 
-    names = dict.fromkeys([args.dataset, args.eval_dataset or args.dataset])
-    samples = [(dataset_name(name), FacesDataset(find_dataset(name, args.data_root) / "train")) for name in names]
+    samples = [(dataset_name(args.dataset), FacesDataset(find_dataset(args.dataset, args.data_root) / "train"))]
+    if evaluated_name(args) != dataset_name(args.dataset):
+        samples.append((f"{evaluated_name(args)}/{args.split}", dataset))
     figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/datasets_samples.png"))
     figures += plot_accuracy_and_loss(history, args.figures_dir)
 

@@ -18,6 +18,7 @@ import report
 import saliency_map
 from explanation_scores import explain_dataset, score_map
 from faces_dataset import FacesDataset, item_transform, load_image
+from metrics import equal_error_rate
 from models import SimpleNet, load_trained_model
 
 
@@ -62,14 +63,27 @@ def test_reported_metrics_equal_scikit_learn_and_curves_are_drawn(tiny_run, trai
     _, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"])
     assert reported["auc"] == pytest.approx(skm.roc_auc_score(labels, fake))
     assert reported["average_precision"] == pytest.approx(skm.average_precision_score(labels, fake))
-    false_positive, true_positive, thresholds = skm.roc_curve(labels, fake)
-    crossing = np.argmin(np.abs(1 - true_positive - false_positive))
-    assert reported["eer"] == pytest.approx((false_positive[crossing] + 1 - true_positive[crossing]) / 2)
-    assert reported["eer_threshold"] == pytest.approx(thresholds[crossing])
-    assert reported["accuracy"] == pytest.approx(((fake >= 0.5) == labels).mean())
-    assert reported["confusion_matrix"] == skm.confusion_matrix(labels, fake >= 0.5).tolist()
+    assert (reported["eer"], reported["eer_threshold"]) == pytest.approx(equal_error_rate(labels, fake))
+    threshold = checkpoint["threshold"]
+    assert reported["threshold"] == pytest.approx(threshold) and 0 < threshold < 1
+    called_fake = fake >= threshold
+    assert reported["accuracy"] == pytest.approx((called_fake == labels).mean())
+    assert reported["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, called_fake))
+    assert reported["confusion_matrix"] == skm.confusion_matrix(labels, called_fake).tolist()
+    assert reported["accuracy_at_0.5"] == pytest.approx(((fake >= 0.5) == labels).mean())
     for name in ("roc_curve", "det_curve"):
         assert_png(tmp_path / f"tiny_fakes_SimpleNet_{name}.png")
+
+
+def test_split_metrics_decide_at_the_checkpoint_threshold():
+    labels, scores = [0, 0, 1, 1], [0.1, 0.2, 0.3, 0.9]
+    at_checkpoint = numerical_analysis.split_metrics(labels, scores, {"threshold": 0.25})
+    assert at_checkpoint["threshold"] == 0.25 and "validation" in at_checkpoint["threshold_source"]
+    assert at_checkpoint["accuracy"] == 1.0 and at_checkpoint["confusion_matrix"] == [[2, 0], [0, 2]]
+    assert at_checkpoint["accuracy_at_0.5"] == 0.75 and at_checkpoint["balanced_accuracy_at_0.5"] == 0.75
+    unknown = numerical_analysis.split_metrics(labels, scores, {})
+    assert unknown["threshold"] == 0.5 and unknown["accuracy"] == 0.75
+    assert "no threshold" in numerical_analysis.format_metrics(unknown)
 
 
 def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):
@@ -84,6 +98,19 @@ def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):
     reported = json.loads((figures / "tiny_fakes_SimpleNet_on_only_fakes_metrics.json").read_text())
     assert reported["auc"] is None and reported["fake_count"] == 3
     assert not list(figures.glob("*.png"))
+    assert report.main(flags) == 0, "a test-only dataset without train/ must be reportable"
+    summary = json.loads((figures / "tiny_fakes_SimpleNet_on_only_fakes_summary.json").read_text())
+    assert "datasets_samples.png" in summary["figures"] and "tiny_fakes_SimpleNet_on_only_fakes_roc_curve.png" not in summary["figures"]
+
+
+def test_figure_names_carry_the_split_and_no_colon(tiny_run, tmp_path):
+    assert numerical_analysis.main(run_flags(tiny_run, tmp_path) + ["--split", "val"]) == 0
+    assert (tmp_path / "tiny_fakes_SimpleNet_val_metrics.json").is_file()
+    assert not (tmp_path / "tiny_fakes_SimpleNet_metrics.json").exists()
+    history = json.loads(next(tiny_run["out_dir"].glob("tiny_fakes_SimpleNet_*.json")).read_text())
+    paths = plot_accuracy_and_loss.plot_accuracy_and_loss({**history, "model": "timm:resnet18"}, tmp_path)
+    assert [path.name for path in paths] == ["tiny_fakes_timm-resnet18_losses_plot.png",
+                                             "tiny_fakes_timm-resnet18_accuracies_plot.png"]
 
 
 def test_saliency_equals_captum():
