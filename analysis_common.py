@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from faces_dataset import DatasetError, FacesDataset, Normalizer
 from fileio import CheckpointError, save_figure
-from models import NORMALIZATION, load_trained_model, model_name
+from models import NORMALIZATION, load_trained_model, model_name, resolve_device
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
 from train_main import resolve_dataset
 from trainer import LoggingParameters, model_file_name, output_paths
@@ -56,10 +56,15 @@ def add_run_arguments(parser, model=True, evaluation=True):
 
 
 def parse_args(parser, argv):
-    """Parse ``argv`` and fill in the default device."""
+    """Parse ``argv``, check the batch size and the device (parser.error) and fill in the default device."""
     args = parser.parse_args(argv)
-    if getattr(args, "device", "cpu") is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
+    if hasattr(args, "device"):
+        try:
+            args.device = resolve_device(args.device)
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 

@@ -349,8 +349,8 @@ class ItemBatches:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
                                  generator=generator,
-                                 num_workers=workers, pin_memory=self.device.type == "cuda",
-                                 persistent_workers=workers > 0)
+                                 num_workers=workers, pin_memory=self.device.type == "cuda")
+        # Workers start afresh each epoch, seeded from ``generator``, so a resumed run draws the same augmentations.
 
     def __len__(self):
         return len(self.loader)

@@ -36,19 +36,24 @@ def atomic_write(path, write):
         raise
 
 
-def write_json(path, data):
-    """Write ``data`` as indented JSON, atomically."""
+def _synced_write(path, mode, dump):
+    """Atomically write ``path`` with ``dump(file)``, flushed to disk before the rename."""
     def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
+        with open(tmp, mode) as f:
+            dump(f)
             f.flush()
             os.fsync(f.fileno())
     atomic_write(path, write)
 
 
+def write_json(path, data):
+    """Write ``data`` as indented JSON, atomically."""
+    _synced_write(path, "w", lambda f: json.dump(data, f, indent=2))
+
+
 def save_checkpoint(path, checkpoint):
     """``torch.save`` a dict of tensors and plain values, atomically."""
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    _synced_write(path, "wb", lambda f: torch.save(checkpoint, f))
 
 
 def save_figure(fig, path, dpi=150):

@@ -5,10 +5,10 @@ from sklearn import metrics as skm
 
 def equal_error_rate(labels, fake_scores):
     """(EER, threshold): the ROC point where false-positive and false-negative rates meet
-    (the closest of all thresholds, the mean of the two rates there)."""
+    (the closest of the scores as thresholds, the mean of the two rates there)."""
     false_positive, true_positive, thresholds = skm.roc_curve(labels, fake_scores, drop_intermediate=False)
     false_negative = 1 - true_positive
-    index = int(np.nanargmin(np.abs(false_negative - false_positive)))
+    index = 1 + int(np.nanargmin(np.abs(false_negative - false_positive)[1:]))  # [0] is "call nothing fake" (inf)
     return float((false_positive[index] + false_negative[index]) / 2), float(thresholds[index])
 
 

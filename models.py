@@ -205,6 +205,20 @@ def build_model(name, pretrained=True, weights=None, drop_path_rate=0.0):
     raise ValueError(f"unknown model {name!r}; {model_name_error(name)}")
 
 
+def resolve_device(device):
+    """``device`` checked, or the default (cuda when available, else cpu); raises ValueError
+    with a one-line fix when torch does not know it or it is absent."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
 def precision_settings(model_name, device, amp="auto"):
     """(autocast dtype or None, channels_last) for training ``model_name`` on ``device``.
 

@@ -35,7 +35,7 @@ from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
 from fileio import CheckpointError, atomic_write, write_json
 from metrics import mean_in_log_odds
-from models import load_trained_model
+from models import load_trained_model, resolve_device
 
 CSV_FIELDS = ("file", "fake_probability", "decision", "face_x", "face_y", "face_w", "face_h", "cam", "error")
 
@@ -223,10 +223,10 @@ def parse_args(argv=None):
         parser.error(f"--threshold must be between 0 and 1 (got {args.threshold})")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 

@@ -27,7 +27,8 @@ import torch
 from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
 from faces_dataset import DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, place_images
 from fileio import CheckpointError
-from models import PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name, precision_settings
+from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
+                    precision_settings, resolve_device)
 from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
                     build_scheduler, class_weights, resolve_normalization)
 from trainer import (SELECTION_METRICS, LoggingParameters, NonFiniteLossError, Trainer, format_history_table,
@@ -164,6 +165,8 @@ def parse_args(argv=None):
         parser.error(f"--train-fraction must be in (0, 1] (got {args.train_fraction})")
     if not args.checkpoint_interval >= 0:
         parser.error(f"--checkpoint-interval must be >= 0 seconds (got {args.checkpoint_interval})")
+    if not 0 <= args.seed < 2 ** 32:
+        parser.error(f"--seed must be in 0..{2 ** 32 - 1} (got {args.seed})")
     if args.workers is not None and args.workers < 0:
         parser.error(f"--workers must be >= 0 (got {args.workers})")
     args.dataset_path = resolve_dataset(args.dataset, args.data_root)
@@ -174,17 +177,21 @@ def parse_args(argv=None):
     if missing:
         parser.error(f"{args.dataset_path}: missing split folder(s) {', '.join(missing)}; "
                      "a dataset holds train/, val/ and test/, each with real/ and fake/")
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
     logging_parameters = LoggingParameters(args.model, args.dataset_path.name, args.optimizer, optimizer_params(args))
-    existing = [path for path in output_paths(logging_parameters, args.out_dir, args.checkpoint_dir) if path.exists()]
+    paths = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)
+    existing = [path for path in paths if path.exists()]
     if existing and not (args.overwrite or args.resume):
         parser.error(f"{existing[0]} exists from an earlier run; pass --resume to continue it "
                      "or --overwrite to replace it (or choose another --out-dir/--checkpoint-dir)")
+    if existing and args.resume and not args.overwrite and not paths[2].exists():
+        parser.error(f"--resume: {paths[2]} (the run's last checkpoint) not found, so {existing[0]} cannot be "
+                     "continued; pass --overwrite to start the run again")
     return args, logging_parameters
 
 
@@ -207,8 +214,8 @@ def check_recipe_values(parser, args):
                                    ("--mixup", args.mixup, 0, math.inf),
                                    ("--drop-path", args.drop_path, 0, 0.99),
                                    ("--ema", args.ema, 0, 0.99999)):
-        if not low <= value <= high:
-            parser.error(f"{flag} must be in [{low}, {high}] (got {value})")
+        if not (math.isfinite(value) and low <= value <= high):
+            parser.error(f"{flag} must be a finite number in [{low}, {high}] (got {value})")
     if args.crop == "native":
         if not 0 < args.crop_size <= IMAGE_SIZE:
             parser.error(f"--crop-size must be in 1..{IMAGE_SIZE} (got {args.crop_size})")
@@ -218,6 +225,11 @@ def check_recipe_values(parser, args):
     if args.drop_path and not args.model.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         parser.error(f"--drop-path: {args.model} has no stochastic depth; use a {TIMM_PREFIX}ARCH or "
                      f"{PATCH_PREFIX}ARCH model or drop the flag")
+    if not 0 <= args.momentum < 1:
+        parser.error(f"--momentum must be in [0, 1) (got {args.momentum})")
+    if args.weights is not None and args.model == "SimpleNet":
+        parser.error("--weights: SimpleNet has no pretrained weights to load; drop the flag or choose "
+                     f"XceptionBased, {TIMM_PREFIX}ARCH or {PATCH_PREFIX}ARCH")
     if args.normalization == "model" and args.model == "SimpleNet":
         parser.error("--normalization model: SimpleNet has no pretrained backbone statistics; "
                      "use --normalization dataset or symmetric")
@@ -225,9 +237,7 @@ def check_recipe_values(parser, args):
 
 def is_pretrained(args):
     """Whether the model starts from pretrained weights (which decides --normalization auto)."""
-    if args.model.startswith((TIMM_PREFIX, PATCH_PREFIX)):
-        return args.weights is not None
-    return args.model == "XceptionBased" and not args.no_pretrained
+    return args.weights is not None or (args.model == "XceptionBased" and not args.no_pretrained)
 
 
 def resolve_dataset(name, data_root):
@@ -292,7 +302,7 @@ def main(argv=None):
     try:
         model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights,
                             drop_path_rate=args.drop_path)  # fails fast
-    except WeightsUnavailableError as error:
+    except (WeightsUnavailableError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ModelNameError as error:

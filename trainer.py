@@ -26,8 +26,16 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
-# Settings that a resumed run must share with its checkpoint (config key: command-line flag).
-RESUME_MUST_MATCH = {"train_fraction": "--train-fraction", "batch_size": "--batch_size"}
+# Config keys a resumed run may change: where things are and how fast they run, not what is trained.
+RESUME_MAY_DIFFER = {"device", "workers", "no_cache", "cache_dir", "strict", "amp", "autocast", "channels_last",
+                     "compile", "deterministic", "resume", "overwrite", "checkpoint_interval", "out_dir",
+                     "checkpoint_dir", "data_root", "dataset", "dataset_path", "recipe_overrides",
+                     "normalization_mean_std"}
+
+
+def setting_flag(key):
+    """The train_main.py flag of config ``key`` (``weight_decay`` -> ``--weight-decay``)."""
+    return "--batch_size" if key == "batch_size" else f"--{key.replace('_', '-')}"
 
 
 def model_file_name(model_name):
@@ -103,8 +111,10 @@ class Trainer:
 
     The datasets are ``FacesDataset`` (per-item PIL path) or ``DecodedFaces`` (decoded
     cache, augmented in bulk on the device); see ``faces_dataset.make_batches``.
-    Averages are exact per-sample means; the validation and test loss is plain cross-entropy
-    whatever the training ``criterion`` (smoothed or weighted), so runs compare. On CUDA,
+    Accuracies and the validation and test losses are exact per-sample means; the validation and
+    test loss is plain cross-entropy whatever the training ``criterion`` (smoothed or weighted), so
+    runs compare; the training loss is the mean over batches (weighted by batch size) of the
+    ``criterion`` itself. On CUDA,
     ``autocast_dtype`` (e.g. torch.bfloat16) and ``channels_last`` speed up large models; on
     the CPU leave them off.
 
@@ -246,10 +256,12 @@ class Trainer:
             raise CheckpointError(f"{last_path}: holds a {state['history'].get('model')} run, "
                                   f"not {logging_parameters.model_name}; resume with the same -m")
         saved_config = state["history"].get("config") or {}
-        for key, flag in RESUME_MUST_MATCH.items():
-            if key in saved_config and key in self.config and saved_config[key] != self.config[key]:
-                raise CheckpointError(f"{last_path}: holds a run with {flag} {saved_config[key]}, not "
-                                      f"{self.config[key]}; resume with the same {flag} or start a new run")
+        changed = [f"{setting_flag(key)} {saved_config[key]} (now {self.config[key]})"
+                   for key in sorted(saved_config.keys() & self.config.keys() - RESUME_MAY_DIFFER)
+                   if saved_config[key] != self.config[key]]
+        if changed:
+            raise CheckpointError(f"{last_path}: holds a run with {', '.join(changed)}; resume with the run's own "
+                                  "settings, or start a new run (--overwrite, or another --out-dir/--checkpoint-dir)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -277,13 +289,15 @@ class Trainer:
         ``selection_metric``; the best checkpoint stays the best epoch's.
         """
         json_path, best_path, last_path = output_paths(logging_parameters, self.out_dir, self.checkpoint_dir)
-        for stale in [*json_path.parent.glob(f".{json_path.name}.*.tmp"), *last_path.parent.glob(f".{best_path.stem}*.tmp")]:
-            stale.unlink()  # left by a run killed while writing
+        for path in (json_path, best_path, last_path):
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink()  # left by a run killed while writing
         if resume and last_path.exists():
             self.history, self.best = self._resume(last_path, logging_parameters)
             write_json(json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
         elif self.history is None:
+            last_path.unlink(missing_ok=True)  # an overwritten run's: never resume into it
             self.history = {"model": logging_parameters.model_name, "dataset": logging_parameters.dataset_name,
                             "optimizer": {"name": logging_parameters.optimizer_name,
                                           "params": logging_parameters.optimizer_params},

@@ -22,6 +22,10 @@ def test_eer_of_a_perfect_and_of_a_reversed_ranking():
     assert equal_error_rate(labels, [0.9, 0.8, 0.2, 0.1])[0] == 1.0
 
 
+def test_eer_threshold_is_a_score_even_for_constant_scores():
+    assert equal_error_rate([0, 0, 1, 1], [0.3] * 4) == (0.5, 0.3)  # not inf, which calls every image real
+
+
 def test_binary_metrics_at_a_threshold_and_with_one_class():
     labels = [0, 0, 0, 1]
     scores = [0.1, 0.4, 0.6, 0.7]

@@ -1,10 +1,12 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -51,7 +53,13 @@ def test_end_to_end_outputs(tiny_run):
     (["--train-fraction", "1.5"], "--train-fraction must be in (0, 1]"),
     (["-m", "ResNet"], "invalid choice: 'ResNet'"),
     (["-o", "RMSprop"], "invalid choice: 'RMSprop'"),
-    (["--weights", "missing.pth"], "missing.pth: file not found"),
+    (["-m", "timm:resnet10t", "--weights", "missing.pth"], "missing.pth: file not found"),
+    (["--weights", "missing.pth"], "--weights: SimpleNet has no pretrained weights"),
+    (["--device", "gpu"], "--device gpu: not a device"),
+    (["--seed", "-1"], "--seed must be in 0..4294967295"),
+    (["-o", "SGD", "--momentum", "-1"], "--momentum must be in [0, 1)"),
+    (["--warmup-epochs", "inf"], "--warmup-epochs must be a finite number"),
+    (["--mixup", "nan"], "--mixup must be a finite number"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tiny_fakes, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -82,6 +90,39 @@ def test_refuses_to_overwrite_an_earlier_run(tiny_run, capsys):
     assert exit_info.value.code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert tiny_run["best"].read_bytes() == before
+
+
+def test_resume_without_a_last_checkpoint_is_refused(tiny_run, tmp_path, capsys):
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    out.mkdir()
+    ck.mkdir()
+    shutil.copy(tiny_run["json"], out)
+    shutil.copy(tiny_run["best"], ck)
+    before = (ck / tiny_run["best"].name).read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(["-m", "SimpleNet", "-d", str(tiny_run["dataset"]), "-o", "Adam", "--resume",
+                         "--out-dir", str(out), "--checkpoint-dir", str(ck)])
+    assert exit_info.value.code == 2
+    assert "last checkpoint) not found" in capsys.readouterr().err
+    assert (ck / tiny_run["best"].name).read_bytes() == before
+
+
+def test_unloadable_xception_weights_name_the_file(tiny_fakes, tmp_path, capsys):
+    (tmp_path / "truncated.pth").write_bytes(b"PK\x03\x04 not a whole file")
+    code = train_main.main(["-m", "XceptionBased", "--weights", str(tmp_path / "truncated.pth"), "-d", str(tiny_fakes),
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck")])
+    assert code == 1
+    assert "truncated.pth: not a loadable weights file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_weights_count_as_pretrained_for_the_normalization():
+    flags = {"model": "XceptionBased", "no_pretrained": True, "weights": None}
+    assert not train_main.is_pretrained(SimpleNamespace(**flags))
+    assert train_main.is_pretrained(SimpleNamespace(**{**flags, "weights": "xception.pth"}))
+    assert train_main.is_pretrained(SimpleNamespace(**{**flags, "no_pretrained": False}))
+    assert train_main.is_pretrained(SimpleNamespace(model="timm:resnet18", no_pretrained=False, weights="r.pth"))
+    assert not train_main.is_pretrained(SimpleNamespace(model="timm:resnet18", no_pretrained=False, weights=None))
 
 
 def test_per_item_path_trains(tiny_fakes, tmp_path):

@@ -1,11 +1,12 @@
 import json
+import re
 import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from faces_dataset import DecodedFaces
+from faces_dataset import DecodedFaces, FacesDataset
 from models import SimpleNet
 import trainer as trainer_module
 from fileio import CheckpointError
@@ -152,12 +153,33 @@ def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatc
     assert json.loads(json_path.read_text())["train_loss"] == uninterrupted.history["train_loss"]
 
 
-def test_resume_refuses_another_training_fraction(tmp_path):
-    make_trainer(tmp_path, config={"train_fraction": 0.5}).run(1, PARAMETERS)
-    with pytest.raises(CheckpointError, match="holds a run with --train-fraction 0.5, not 1.0; resume with the same"):
-        make_trainer(tmp_path, config={"train_fraction": 1.0}).run(2, PARAMETERS, resume=True)
-    history = make_trainer(tmp_path, config={"train_fraction": 0.5}).run(2, PARAMETERS, resume=True)
+def test_resume_refuses_changed_training_settings_but_not_placement(tmp_path):
+    config = {"train_fraction": 0.5, "batch_size": 8, "lr": 1e-3, "epochs": 2, "device": "cpu", "workers": 2}
+    make_trainer(tmp_path, config=config).run(1, PARAMETERS)
+    for key, value, shown in (("train_fraction", 1.0, "--train-fraction 0.5 (now 1.0)"),
+                              ("batch_size", 16, "--batch_size 8 (now 16)"),
+                              ("lr", 5e-4, "--lr 0.001 (now 0.0005)"),
+                              ("epochs", 3, "--epochs 2 (now 3)")):
+        with pytest.raises(CheckpointError, match=re.escape(f"holds a run with {shown}; resume with the run's own")):
+            make_trainer(tmp_path, config={**config, key: value}).run(2, PARAMETERS, resume=True)
+    history = make_trainer(tmp_path, config={**config, "device": "cuda", "workers": 0}).run(2, PARAMETERS, resume=True)
     assert len(history["train_loss"]) == 2
+
+
+def test_a_fresh_run_removes_the_last_checkpoint_it_replaces(tmp_path):
+    make_trainer(tmp_path).run(1, PARAMETERS)
+    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    assert last_path.exists()
+    stale_of_another_run = last_path.parent / f".{last_path.stem}W.pt.x1.tmp"  # e.g. an AdamW run's write
+    stale_of_this_run = last_path.parent / f".{last_path.name}.x2.tmp"
+    stale_of_another_run.touch()
+    stale_of_this_run.touch()
+    trainer = make_trainer(tmp_path)
+    trainer.train_one_epoch = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # killed in its first epoch
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(1, PARAMETERS)
+    assert not last_path.exists() and not stale_of_this_run.exists()
+    assert stale_of_another_run.exists()
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
@@ -187,3 +209,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     kept = torch.load(last_path, weights_only=True)
     assert kept["epoch"] == 1 and torch.equal(kept["model"]["fc3.weight"], good["model"]["fc3.weight"])
     assert len(json.loads((tmp_path / "out" / "toy_SimpleNet_Adam.json").read_text())["train_loss"]) == 1
+
+
+def test_resume_on_the_per_item_path_with_workers_matches_an_uninterrupted_run(tiny_fakes, tmp_path):
+    def per_item_trainer(directory, seed=0):
+        seed_everything(seed, deterministic=True)
+        model = SimpleNet()
+        splits = [FacesDataset(tiny_fakes / split) for split in ("train", "val", "test")]
+        return Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-4), torch.nn.CrossEntropyLoss(), 8, *splits,
+                       seed=seed, workers=2, out_dir=directory / "out", checkpoint_dir=directory / "checkpoints",
+                       progress=False, checkpoint_interval=0)
+    uninterrupted = per_item_trainer(tmp_path / "a")
+    uninterrupted.run(2, PARAMETERS)
+    per_item_trainer(tmp_path / "b").run(1, PARAMETERS)
+    resumed = per_item_trainer(tmp_path / "b", seed=123)  # a fresh process: worker seeds must come from the checkpoint
+    history = resumed.run(2, PARAMETERS, resume=True)
+    assert history["train_loss"] == uninterrupted.history["train_loss"]
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
