@@ -62,21 +62,26 @@ def test_averages_are_exact_per_sample_means(tmp_path):
     assert trainer.validate() == (loss, accuracy)
 
 
-def test_best_checkpoint_is_chosen_on_validation_only(tmp_path, monkeypatch):
-    trainer = make_trainer(tmp_path)
-    val_accuracies = iter([0.6, 0.9, 0.7])
-    test_accuracies = iter([0.99, 0.1, 0.99])
+@pytest.mark.parametrize("metric, key", [("val_acc", "accuracy"), ("val_auc", "auc")])
+def test_best_checkpoint_is_chosen_on_validation_only(tmp_path, monkeypatch, metric, key):
+    trainer = make_trainer(tmp_path, selection_metric=metric)
+    val_scores = iter([0.6, 0.9, 0.7])
+    test_scores = iter([0.99, 0.1, 0.99])
+    thresholds = iter([0.2, 0.3, 0.4, 0.8, 0.7, 0.6])  # val, test per epoch
     real_evaluate = trainer.evaluate
 
     def scripted(dataset):
         result = real_evaluate(dataset)
-        result["accuracy"] = next(val_accuracies if dataset is trainer.validation_dataset else test_accuracies)
+        result[key] = next(val_scores if dataset is trainer.validation_dataset else test_scores)
+        result["eer_threshold"] = next(thresholds)
         return result
     monkeypatch.setattr(trainer, "evaluate", scripted)
     history = trainer.run(3, PARAMETERS)
     _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
-    assert history["best_epoch"] == 2
-    assert torch.load(best_path, weights_only=True)["epoch"] == 2
+    assert history["best_epoch"] == 2 and history[metric] == [0.6, 0.9, 0.7]
+    best = torch.load(best_path, weights_only=True)
+    assert best["epoch"] == 2 and best[metric] == 0.9
+    assert best["threshold"] == 0.4  # epoch 2's validation EER threshold, not its test one (0.8)
 
 
 @pytest.mark.parametrize("interval, last_written", [(0, [1, 2, 3, 4, 5]), (1e9, [1, 2, 5])])
