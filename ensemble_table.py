@@ -34,19 +34,31 @@ def read_predictions(path):
     if not path.is_file():
         raise PredictionsError(f"{path}: not found; write it with predict.py CHECKPOINT DATASET/SPLIT --csv {path}")
     with open(path, newline="") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda row: row["file"])
+        reader = csv.DictReader(handle)
+        missing = {"file", "fake_probability"} - set(reader.fieldnames or ())
+        if missing:
+            raise PredictionsError(f"{path}: no {' or '.join(sorted(missing))} column; expected a CSV written by "
+                                   "predict.py --csv")
+        rows = sorted(reader, key=lambda row: row["file"])
+    if not rows:
+        raise PredictionsError(f"{path}: holds no predictions; score a dataset split with predict.py --csv")
     failed = [row["file"] for row in rows if row.get("error") or not row.get("fake_probability")]
     if failed:
         raise PredictionsError(f"{path}: {len(failed)} images were not scored (first: {failed[0]}); fix them and "
                                f"score the split again")
-    labels = []
+    labels, probabilities = [], []
     for row in rows:
-        parent = Path(row["file"]).parent.name
-        if parent not in ("real", "fake"):
+        folder = next((parent.name for parent in Path(row["file"]).parents if parent.name in ("real", "fake")), None)
+        if folder is None:
             raise PredictionsError(f"{path}: {row['file']} is not in a real/ or fake/ folder, so its label is "
                                    f"unknown; score a dataset split (DATASET/val, DATASET/test)")
-        labels.append(int(parent == "fake"))
-    return [row["file"] for row in rows], np.array(labels), np.array([float(row["fake_probability"]) for row in rows])
+        labels.append(int(folder == "fake"))
+        try:
+            probabilities.append(float(row["fake_probability"]))
+        except ValueError:
+            raise PredictionsError(f"{path}: fake_probability {row['fake_probability']!r} of {row['file']} is not a "
+                                   "number; score the split again with predict.py --csv") from None
+    return [row["file"] for row in rows], np.array(labels), np.array(probabilities)
 
 
 def ensemble_rows(predictions_dir, runs):

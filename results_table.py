@@ -17,7 +17,12 @@ from fileio import atomic_write
 from recipe import RECIPES
 
 
+class RunFileError(ValueError):
+    """A run JSON that is missing or not written by train_main.py."""
+
+
 def show(value):
+    """``value`` with three decimals, or n/a for None."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -55,7 +60,12 @@ def results_table(paths, device=None):
     """Markdown table of the runs whose JSON files are ``paths``."""
     lines = ["| dataset | model | recipe | epochs | chosen epoch | chosen on | test acc | test bal. acc | test AUC "
              "| train+eval s | device |", "|" + "---|" * 11]
-    lines += [run_row(json.loads(Path(path).read_text()), device) for path in paths]
+    for path in paths:
+        try:
+            lines.append(run_row(json.loads(Path(path).read_text()), device))
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            reason = f"no {error} key" if isinstance(error, KeyError) else str(error).splitlines()[0][:120]
+            raise RunFileError(f"{path}: not a run JSON written by train_main.py ({reason})") from None
     return "\n".join(lines)
 
 
@@ -72,7 +82,12 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="device column text (default: the run's --device)")
     parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    print_table(results_table(args.runs, args.device), args.output)
+    try:
+        table = results_table(args.runs, args.device)
+    except RunFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_table(table, args.output)
     return 0
 
 

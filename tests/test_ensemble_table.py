@@ -69,6 +69,19 @@ def test_bad_predictions_exit_2_naming_the_file_and_the_fix(predictions, capsys)
     (folder / "flat_val.csv").write_text("file,fake_probability,error\nphotos/1.jpg,0.3,\n")
     assert ensemble_table.main([str(folder), "flat"]) == 2
     assert "flat_val.csv: photos/1.jpg is not in a real/ or fake/ folder" in capsys.readouterr().err
+    for name, text, message in (("columns", "path,score\nfake/1.jpg,0.3\n", "no fake_probability or file column"),
+                                ("empty", "file,fake_probability,error\n", "holds no predictions"),
+                                ("text", "file,fake_probability,error\nfake/1.jpg,high,\n", "fake_probability 'high' of fake/1.jpg is not a number")):
+        (folder / f"{name}_val.csv").write_text(text)
+        assert ensemble_table.main([str(folder), name]) == 2
+        assert f"{name}_val.csv: {message}" in capsys.readouterr().err
+
+
+def test_labels_come_from_the_nearest_real_or_fake_folder(tmp_path):
+    (tmp_path / "p.csv").write_text("file,fake_probability,error\nd/test/fake/gan/b.png,0.9,\nd/test/real/a.png,0.2,\n")
+    files, labels, probabilities = ensemble_table.read_predictions(tmp_path / "p.csv")
+    assert files == ["d/test/fake/gan/b.png", "d/test/real/a.png"]
+    assert labels.tolist() == [1, 0] and probabilities.tolist() == [0.9, 0.2]
 
 
 def test_the_table_is_printed_and_written(predictions, capsys):

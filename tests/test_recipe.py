@@ -617,6 +617,14 @@ def minimal_history(epochs_run, planned, stopped_early=None):
             "epoch_seconds": [2.0] * epochs_run}
 
 
+def test_results_table_refuses_a_file_that_is_not_a_run(tiny_run, tmp_path, capsys):
+    (tmp_path / "bench.json").write_text('{"rows": []}')
+    for path, message in ((tmp_path / "missing.json", "missing.json: not a run JSON written by train_main.py"),
+                          (tmp_path / "bench.json", "bench.json: not a run JSON written by train_main.py (no 'best_epoch' key)")):
+        assert results_table.main([str(tiny_run["json"]), str(path)]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_results_table_marks_unfinished_runs():
     row = results_table.run_row(minimal_history(3, 10), "cpu").split(" | ")
     assert row[1] == "patch:resnet10t" and row[3] == "3 of 10 (unfinished)"
