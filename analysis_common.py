@@ -16,13 +16,12 @@ from tqdm import tqdm
 
 from faces_dataset import DatasetError, FacesDataset, Normalizer
 from fileio import CheckpointError, save_figure
-from models import NORMALIZATION, load_trained_model, model_name, resolve_device
+from models import load_trained_model, model_name, resolve_device
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
 from train_main import resolve_dataset
 from trainer import LoggingParameters, model_file_name, output_paths
 
 DPI = 150
-DEFAULT_NORMALIZATION = NORMALIZATION["SimpleNet"]  # (mean, std) of both toolkit models; pass the checkpoint's
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
                      "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 13})
 
@@ -116,7 +115,15 @@ def load_history(args):
     json_path, _ = run_paths(args)
     if not json_path.is_file():
         raise missing_run(json_path, args)
-    return json.loads(json_path.read_text())
+    try:
+        history = json.loads(json_path.read_text())
+    except (OSError, ValueError) as error:
+        raise AnalysisError(f"{json_path}: not a readable run JSON ({str(error).splitlines()[0][:120]}); "
+                            f"train the run again: {train_command(args)} --overwrite") from None
+    if not isinstance(history, dict) or not {"model", "dataset", "optimizer", "train_loss"} <= history.keys():
+        raise AnalysisError(f"{json_path}: not a run JSON written by train_main.py; train the run again: "
+                            f"{train_command(args)} --overwrite")
+    return history
 
 
 def load_run_model(args):

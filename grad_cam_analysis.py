@@ -9,13 +9,14 @@ how well the maps of fakes hit their ground-truth masks when the split has them.
 ``pytorch_grad_cam`` is imported only when a map is computed, so this module imports without it.
 """
 import argparse
+import importlib.util
 import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from analysis_common import (DEFAULT_NORMALIZATION, add_run_arguments, balanced_sample, denormalize, exits_on_error,
+from analysis_common import (AnalysisError, add_run_arguments, balanced_sample, denormalize, exits_on_error,
                              figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
                              save)
 from explanation_scores import explain_dataset, format_scores_table, plot_mean_maps, summarize_scores
@@ -106,10 +107,10 @@ def overlay(pixels, cam):
     return show_cam_on_image(pixels.astype(np.float32) / 255, cam, use_rgb=True)
 
 
-def get_grad_cam_visualization(test_dataset, model, index=None, explain="predicted",
-                               normalization=DEFAULT_NORMALIZATION, layer=None, seed=0):
-    """(overlay, label) of one image of ``test_dataset``: its original colours (de-normalized)
-    under the Grad-CAM of the class ``explain`` names. ``index`` None draws one with ``seed``."""
+def get_grad_cam_visualization(test_dataset, model, normalization, index=None, explain="predicted", layer=None, seed=0):
+    """The course's single-image call: (overlay, label) of one image of ``test_dataset``, its
+    original colours under the Grad-CAM of the class ``explain`` names. ``normalization`` is the
+    checkpoint's ``(mean, std)``; ``index`` None draws an image with ``seed``."""
     if index is None:
         index = int(np.random.default_rng(seed).integers(len(test_dataset)))
     images, labels = next(normalized_batches(test_dataset, normalization, model_device(model), 1, [index]))
@@ -190,6 +191,8 @@ def main(argv=None):
     add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
                                            help="class whose evidence the figures show (default: predicted)")
     args = parse_args(parser, argv)
+    if importlib.util.find_spec("pytorch_grad_cam") is None:
+        raise AnalysisError("grad_cam_analysis.py needs the grad-cam package: pip install 'grad-cam>=1.5,<2'")
     model, checkpoint = load_run_model(args)
     _, result = grad_cam_analysis(model, checkpoint["normalization"], load_split(args), args, args.explain)
     if result["scores"]["map"]:

@@ -3,6 +3,7 @@ architecture as ``timm:NAME`` (e.g. ``timm:resnet18``) with a 2-way head, and a 
 ``patch:NAME[@STRIDE]``: a timm CNN cut at output stride 8 (or STRIDE) that averages the
 real/fake logits of its patches."""
 import argparse
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -241,7 +242,14 @@ def load_trained_model(checkpoint_path, device="cpu"):
     inputs need and ``checkpoint["threshold"]`` its operating threshold on the fake probability.
     Raises CheckpointError naming the file when it is not such a checkpoint.
     """
-    checkpoint = load_checkpoint(checkpoint_path, required_keys=("model", "model_name"))
+    checkpoint = load_checkpoint(checkpoint_path, required_keys=("model",))
+    if "model_name" not in checkpoint and {"optimizer", "history"} <= checkpoint.keys():
+        best = Path(checkpoint_path).name.replace("_last.pt", ".pt")
+        raise CheckpointError(f"{checkpoint_path}: the resume state of a run (for train_main.py --resume), not a "
+                              f"detector checkpoint; pass the run's best checkpoint ({best})")
+    if "model_name" not in checkpoint:
+        raise CheckpointError(f"{checkpoint_path}: not a checkpoint of this toolkit; expected a dict with keys "
+                              "['model', 'model_name']")
     name = checkpoint["model_name"]
     if not isinstance(name, str) or model_name_error(name):
         reason = model_name_error(name) if isinstance(name, str) else model_name_error("")

@@ -17,7 +17,7 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import DetCurveDisplay, roc_curve
 
-from analysis_common import (DEFAULT_NORMALIZATION, add_run_arguments, dataset_name, evaluated_name, exits_on_error,
+from analysis_common import (add_run_arguments, dataset_name, evaluated_name, exits_on_error,
                              figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
                              save)
 from fileio import write_json
@@ -25,7 +25,7 @@ from metrics import binary_metrics
 
 
 
-def get_soft_scores_and_true_labels(dataset, model, normalization=DEFAULT_NORMALIZATION, batch_size=32, progress=False):
+def get_soft_scores_and_true_labels(dataset, model, normalization, batch_size=32, progress=False):
     """Softmax probabilities of "real" and "fake" and the true labels of every image of ``dataset``.
 
     ``dataset`` is a FacesDataset (its own transform is ignored): images are fed as training

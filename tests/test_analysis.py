@@ -113,6 +113,26 @@ def test_figure_names_carry_the_split_and_no_colon(tiny_run, tmp_path):
                                              "tiny_fakes_timm-resnet18_accuracies_plot.png"]
 
 
+def test_bad_run_json_and_missing_grad_cam_are_one_line_errors(tiny_run, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / tiny_run["json"].name).write_text('{"rows": ')
+    flags = ["-m", "SimpleNet", "-d", "tiny_fakes", "-o", "Adam", "--out-dir", str(out), "--figures-dir", str(tmp_path)]
+    assert plot_accuracy_and_loss.main(flags) == 1
+    assert f"{tiny_run['json'].name}: not a readable run JSON" in capsys.readouterr().err
+    (out / tiny_run["json"].name).write_text('{"rows": []}')
+    assert plot_accuracy_and_loss.main(flags) == 1
+    assert "not a run JSON written by train_main.py; train the run again" in capsys.readouterr().err
+    real_find_spec = grad_cam_analysis.importlib.util.find_spec
+    monkeypatch.setattr(grad_cam_analysis.importlib.util, "find_spec",
+                        lambda name: None if name == "pytorch_grad_cam" else real_find_spec(name))
+    assert grad_cam_analysis.main(run_flags(tiny_run, tmp_path)) == 1
+    assert "needs the grad-cam package: pip install" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        numerical_analysis.main(run_flags(tiny_run, tmp_path) + ["--device", "gpu"])
+    assert "--device gpu: not a device" in capsys.readouterr().err
+
+
 def test_saliency_equals_captum():
     from captum.attr import Saliency
 
@@ -168,7 +188,7 @@ def test_grad_cam_layer_and_explained_class():
 def test_grad_cam_visualization_and_original_colours(trained):
     model, checkpoint, dataset = trained
     index = len(dataset) - 1
-    shown, label = grad_cam_analysis.get_grad_cam_visualization(dataset, model, index, "fake", checkpoint["normalization"])
+    shown, label = grad_cam_analysis.get_grad_cam_visualization(dataset, model, checkpoint["normalization"], index, "fake")
     assert shown.shape == (256, 256, 3) and shown.dtype == np.uint8 and label == dataset.labels[index] == 1
     images, _ = next(analysis_common.normalized_batches(dataset, checkpoint["normalization"], "cpu", 1, [index]))
     original = np.asarray(load_image(dataset.files[index]))

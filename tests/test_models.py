@@ -94,6 +94,11 @@ def test_pretrained_never_downloads_and_reads_the_hub_cache(monkeypatch, tmp_pat
     assert torch.equal(loaded.fc.weight, reference.fc.weight)
 
 
+def test_a_resume_state_is_refused_naming_the_best_checkpoint(tiny_run):
+    with pytest.raises(CheckpointError, match=r"_last.pt: the resume state of a run .* best checkpoint \(tiny_fakes_SimpleNet_Adam.pt\)"):
+        load_trained_model(tiny_run["last"])
+
+
 def test_load_trained_model_round_trip_and_errors(tmp_path):
     model = SimpleNet()
     torch.save({"model": model.state_dict(), "model_name": "SimpleNet"}, tmp_path / "ok.pt")
