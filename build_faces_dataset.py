@@ -41,6 +41,7 @@ SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
                    "face_x", "face_y", "face_w", "face_h", "status")
 STAGING = ".staging"
+NEW_BUILD = ".new_build"  # main() builds here, then swaps it in: an earlier build stays whole until then
 MAX_LISTED = 20
 
 
@@ -141,16 +142,27 @@ def crop_source(path, cropper, frames):
     return rows
 
 
+def unique_stem(stem, label, used):
+    """``stem``, or ``stem_2``, ``stem_3``, ... when another source of ``label`` already has it
+    (``a.jpg`` and ``a.png``, ``a/b.png`` and ``a__b.png``): every source gets its own crops."""
+    candidate, number = stem, 1
+    while (label, candidate.lower()) in used:
+        number += 1
+        candidate = f"{stem}_{number}"
+    used.add((label, candidate.lower()))
+    return candidate
+
+
 def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="file", cropper=None, progress=True):
     """Build the dataset under ``out``; returns the manifest rows (dicts with MANIFEST_FIELDS)."""
     out = Path(out)
     cropper = cropper or FaceCropper()
     staging = out / STAGING
-    rows = []
+    rows, used_stems = [], set()
     sources = [(label, root, path) for label, root in zip(CLASS_NAMES, (real, fake)) for path in list_sources(root)]
     for label, root, path in tqdm(sources, desc="finding faces", unit="source", disable=not progress, file=sys.stderr):
         relative = path.relative_to(root)
-        stem = "__".join(relative.with_suffix("").parts)
+        stem = unique_stem("__".join(relative.with_suffix("").parts), label, used_stems)
         for row in crop_source(path, cropper, frames):
             crop = row.pop("crop")
             row.update(label=label, group=group_of(label, relative, group_by), split=None, image=None)
@@ -230,10 +242,15 @@ def main(argv=None):
     except FaceDetectorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for path in args.earlier:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    rows = build(args.real, args.fake, args.out, args.frames, args.ratios, args.seed, args.group_by, cropper,
+    new_build = Path(args.out) / NEW_BUILD
+    shutil.rmtree(new_build, ignore_errors=True)  # left by a build that was killed
+    rows = build(args.real, args.fake, new_build, args.frames, args.ratios, args.seed, args.group_by, cropper,
                  progress=not args.no_progress)
+    for path in args.earlier:  # replaced only once the new build is whole
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for name in (*SPLITS, "manifest.csv"):
+        os.replace(new_build / name, Path(args.out) / name)
+    new_build.rmdir()
     crops = [row for row in rows if row["status"] == "ok"]
     missing = [row for row in rows if row["status"] == "no face"]
     unreadable = [row for row in rows if row["status"].startswith("unreadable")]

@@ -1,5 +1,6 @@
 """build_faces_dataset.py: face crops from photos and videos, frames per video, split by source, training."""
 import csv
+import shutil
 from collections import defaultdict
 
 import numpy as np
@@ -189,6 +190,40 @@ def test_refuses_to_overwrite_an_earlier_build(built, sources, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out)])
     assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_sources_with_the_same_stem_keep_their_own_crops(tmp_path):
+    for label in ("real", "fake"):
+        (tmp_path / label / "a").mkdir(parents=True)
+        astronaut_scene((0, 0), fake=label == "fake").save(tmp_path / label / "p0.png")
+        astronaut_scene((150, 60), fake=label == "fake").save(tmp_path / label / "p0.jpg", quality=95)
+        astronaut_scene((60, 30), fake=label == "fake").save(tmp_path / label / "a" / "b.png")
+        astronaut_scene((200, 90), fake=label == "fake").save(tmp_path / label / "a__b.png")
+    rows = build.build(tmp_path / "real", tmp_path / "fake", tmp_path / "out", ratios=(1, 0, 0), progress=False)
+    images = [row["image"] for row in rows if row["status"] == "ok"]
+    assert len(images) == 8 and len(set(images)) == 8
+    assert all((tmp_path / "out" / image).is_file() for image in images)
+
+
+def test_overwrite_replaces_an_earlier_build_only_when_the_new_one_is_whole(built, sources, tmp_path, monkeypatch):
+    _, out, manifest = built
+    copy = tmp_path / "faces"
+    shutil.copytree(out, copy)
+    before = (copy / "manifest.csv").read_bytes()
+    monkeypatch.setattr(build, "crop_source", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # killed while building
+        build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
+                    "--overwrite", "--no-progress"])
+    assert (copy / "manifest.csv").read_bytes() == before
+    assert sorted(p.name for p in (copy / "train" / "real").iterdir()) == sorted(
+        p.name for p in (out / "train" / "real").iterdir())
+    monkeypatch.undo()
+    assert build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
+                       "--frames", "2", "--ratios", "0.5", "0.25", "0.25", "--overwrite", "--no-progress"]) == 0
+    rebuilt = read_manifest(copy)
+    assert len(rebuilt) < len(manifest)  # 2 frames per video now, not 4
+    assert all((copy / row["image"]).is_file() for row in rebuilt if row["status"] == "ok")
+    assert not (copy / build.NEW_BUILD).exists() and not (copy / build.STAGING).exists()
 
 
 def test_output_trains_with_train_main(built, tmp_path):
