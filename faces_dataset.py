@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import transforms
 from tqdm import tqdm
 
-from augment import CROP_ASPECT, CROP_PADDING, AugmentConfig, Augmenter, ItemAugment
+from augment import CROP_ASPECT, CROP_PADDING, IMAGE_SIZE, AugmentConfig, Augmenter, ItemAugment
+from fileio import save_checkpoint
 
-IMAGE_SIZE = 256
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -177,53 +177,87 @@ def _decode_one(path):
         return None, str(error)
 
 
+def _readable_images(dataset, workers, strict, progress, skipped):
+    """Yield ``(index, uint8 C x H x W array)`` of each readable image of ``dataset``, decoded on
+    ``workers`` threads; an unreadable one is warned about and its error appended to
+    ``skipped``, or with ``strict`` raises DatasetError."""
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        results = pool.map(_decode_one, dataset.files)
+        for index, (array, error) in enumerate(tqdm(results, total=len(dataset), disable=not progress,
+                                                    desc=f"decoding {dataset.root_path}", leave=False)):
+            if error is None:
+                yield index, array
+            else:
+                _warn_skipped([error], strict)
+                skipped.append(error)
+
+
+def _warn_skipped(errors, strict):
+    """One warning line per unreadable file, or with ``strict`` DatasetError on the first."""
+    for error in errors:
+        if strict:
+            raise DatasetError(error + " (or run without --strict to skip bad files)")
+        print(f"warning: skipped {error}")
+
+
+def _check_what_is_left(dataset, skipped, kept_labels):
+    """Count the ``skipped`` files; DatasetError when a class of ``dataset`` has no readable image left."""
+    if skipped:
+        print(f"warning: {len(skipped)} of {len(dataset)} files in {dataset.root_path} could not be read and were skipped")
+    for label, name in enumerate(CLASS_NAMES):
+        if label in dataset.labels and label not in kept_labels:
+            raise DatasetError(f"{dataset.root_path / name}: no readable images left; add {name} face images")
+
+
+def drop_unreadable(dataset, workers=None, strict=False, progress=True):
+    """Check that every image of a FacesDataset decodes (the per-item path's check before
+    training): unreadable files are dropped with one warning line each, as ``decode_dataset``
+    does, or with ``strict`` raise DatasetError; a class left without images raises DatasetError."""
+    skipped = []
+    kept = {index for index, _ in _readable_images(dataset, workers, strict, progress, skipped)}
+    _check_what_is_left(dataset, skipped, {dataset.labels[index] for index in kept})
+    if skipped:
+        dataset._set_files(*([file for index, file in enumerate(dataset.files) if index in kept and dataset.labels[index] == label]
+                             for label in (0, 1)))
+    return dataset
+
+
 def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, progress=True):
     """Decode every image of a FacesDataset once into a DecodedFaces (uint8, CPU).
 
     Decoding runs on ``workers`` threads (default: all CPU cores). The result is cached in
     ``cache_dir`` under a key made of the sorted file list, sizes and modification times,
     so a later run skips decoding and a changed folder is decoded again (``cache_dir=None``
-    disables the cache). Undecodable files are skipped with one warning line each, unless
-    ``strict``; a class left without images raises DatasetError.
+    disables the cache). Undecodable files are skipped with one warning line each (again on
+    every run that reads the cache), unless ``strict``; a class left without images raises DatasetError.
     """
-    from fileio import atomic_write
-
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / f"{dataset.root_path.name}-{_cache_key(dataset)}.pt"
         if cache_path.is_file():
             try:
                 cached = torch.load(cache_path, map_location="cpu", weights_only=True, mmap=True)
-                return DecodedFaces(cached["images"], cached["labels"],
-                                    [dataset.root_path / f for f in cached["files"]], dataset.root_path)
+                decoded = DecodedFaces(cached["images"], cached["labels"],
+                                       [dataset.root_path / f for f in cached["files"]], dataset.root_path)
             except Exception:
                 print(f"warning: {cache_path}: unreadable cache, decoding again")
+            else:
+                _warn_skipped(cached.get("skipped", []), strict)
+                _check_what_is_left(dataset, cached.get("skipped", []), set(decoded.labels.tolist()))
+                return decoded
     images = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
-    kept, failures = [], []
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        results = pool.map(_decode_one, dataset.files)
-        for index, (array, error) in enumerate(tqdm(results, total=len(dataset), disable=not progress,
-                                                    desc=f"decoding {dataset.root_path}", leave=False)):
-            if error is not None:
-                if strict:
-                    raise DatasetError(error + " (or run without --strict to skip bad files)")
-                print(f"warning: skipped {error}")
-                failures.append(error)
-                continue
-            images[len(kept)] = torch.from_numpy(array)
-            kept.append(index)
-    if failures:
-        print(f"warning: {len(failures)} of {len(dataset)} files in {dataset.root_path} could not be read and were skipped")
+    kept, skipped = [], []
+    for index, array in _readable_images(dataset, workers, strict, progress, skipped):
+        images[len(kept)] = torch.from_numpy(array)
+        kept.append(index)
     labels = torch.tensor([dataset.labels[i] for i in kept], dtype=torch.int64)
-    for label, name in enumerate(CLASS_NAMES):
-        if label in dataset.labels and not (labels == label).any():
-            raise DatasetError(f"{dataset.root_path / name}: no readable images left; add {name} face images")
+    _check_what_is_left(dataset, skipped, set(labels.tolist()))
     images = images[:len(kept)].clone() if len(kept) < len(dataset) else images
     files = [dataset.files[i] for i in kept]
     if cache_path is not None:
         relative = [str(f.relative_to(dataset.root_path)) for f in files]
         try:
-            atomic_write(cache_path, lambda tmp: torch.save({"images": images, "labels": labels, "files": relative}, tmp))
+            save_checkpoint(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
         except OSError as error:
             print(f"warning: could not write the decode cache {cache_path} ({error}); continuing without it")
     return DecodedFaces(images, labels, files, dataset.root_path)

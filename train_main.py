@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
-from faces_dataset import DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, place_images
+from faces_dataset import (DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, drop_unreadable,
+                           place_images)
 from fileio import CheckpointError
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
                     precision_settings, resolve_device)
@@ -271,6 +272,7 @@ def load_splits(args):
             where = place_images(dataset, args.device)
             print(f"{split}: {len(dataset)} images decoded, held in {where}")
         else:
+            dataset = drop_unreadable(dataset, args.workers, args.strict)
             print(f"{split}: {len(dataset)} images, decoded per item")
         if len(set(map(int, dataset.labels))) < 2:
             if split == "val" and args.selection_metric == "val_auc":

@@ -57,14 +57,18 @@ def test_symlink_loops_are_ignored(dataset_copy):
     assert len(dataset.real_image_files) == 12
 
 
-def test_bad_files_are_skipped_with_a_count_and_strict_stops(dataset_copy, tmp_path, capsys):
+@pytest.mark.parametrize("path_flags", [[], ["--no-cache", "--workers", "2"]])
+def test_bad_files_are_skipped_with_a_count_and_strict_stops(dataset_copy, tmp_path, capsys, path_flags):
     (dataset_copy / "train" / "fake" / "zero.png").write_bytes(b"")
     (dataset_copy / "train" / "real" / "text.jpg").write_text("not an image")
-    assert train(dataset_copy, tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "zero.png" in out and "text.jpg" in out and "2 of 26 files" in out
-    assert train(dataset_copy, tmp_path / "strict", "--strict") == 1
-    assert "text.jpg: cannot read image" in capsys.readouterr().err
+    for run in ("first", "again"):  # the second run reads the decode cache, and must still say so
+        assert train(dataset_copy, tmp_path, "--overwrite", *path_flags) == 0
+        out = capsys.readouterr().out
+        assert "zero.png" in out and "text.jpg" in out and "2 of 26 files" in out
+        assert "train: 24 images" in out
+    assert train(dataset_copy, tmp_path, "--overwrite", "--strict", *path_flags) == 1
+    error = capsys.readouterr().err
+    assert "text.jpg: cannot read image" in error and "Traceback" not in error
 
 
 def test_test_split_with_one_class_reports_accuracy_and_undefined_auc(dataset_copy, tmp_path, capsys):
