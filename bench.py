@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 import demo_data
-from faces_dataset import FacesDataset, decode_dataset, make_batches, place_images
+from faces_dataset import DatasetError, FacesDataset, decode_dataset, make_batches, place_images
 from fileio import write_json
-from models import MODEL_NAMES, NORMALIZATION, build_model, precision_settings
+from models import MODEL_NAMES, NORMALIZATION, build_model, precision_settings, resolve_device
 from trainer import Trainer
 
 
@@ -125,10 +125,10 @@ def format_table(rows, decode_seconds, cached_seconds):
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--data", default=None, help="a folder with real/ and fake/ (default: generated demo faces)")
     parser.add_argument("--images", type=int, default=None, help="generated images (default: 3000 on CUDA, 32 on CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 128 on CUDA, 16 on CPU")
@@ -139,8 +139,16 @@ def main():
     parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for (b), (c), (d)")
     parser.add_argument("--json", default="out/bench.json", help="where to write the results (default: out/bench.json)")
-    args = parser.parse_args()
-    device = torch.device(args.device)
+    args = parser.parse_args(argv)
+    try:
+        device = torch.device(resolve_device(args.device))
+    except ValueError as error:
+        parser.error(str(error))
+    if args.data is not None:
+        try:
+            FacesDataset(args.data)
+        except DatasetError as error:
+            parser.error(str(error))
     on_gpu = device.type == "cuda"
     args.images = args.images or (3000 if on_gpu else 32)
     args.batch_size = args.batch_size or (128 if on_gpu else 16)

@@ -90,16 +90,17 @@ def render_face(person, size=SIZE):
 def camera(image, rng, strength=1.0):
     """Sensor noise and a slight optical blur, as a camera would add."""
     image = image + rng.normal(0, rng.uniform(0.008, 0.02) * strength, image.shape).astype(np.float32)
-    blurred = Image.fromarray(_to_uint8(image)).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7)))
+    blurred = Image.fromarray(to_uint8(image)).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7)))
     return np.asarray(blurred, dtype=np.float32) / 255
 
 
-def _to_uint8(image):
+def to_uint8(image):
+    """A float image in [0, 1] as uint8 pixels (clipped, rounded)."""
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def _blur(image, radius):
-    return np.asarray(Image.fromarray(_to_uint8(image)).filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255
+    return np.asarray(Image.fromarray(to_uint8(image)).filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255
 
 
 def face_swap(rng):
@@ -126,7 +127,7 @@ def synthetic_face(rng):
     person = random_identity(rng)
     background = camera(render_face(dict(person, face_radii=(1e-3, 1e-3))), rng)
     small = render_face(person, SIZE // 2)
-    upsampled = np.asarray(Image.fromarray(_to_uint8(small)).resize((SIZE, SIZE), Image.BILINEAR), dtype=np.float32) / 255
+    upsampled = np.asarray(Image.fromarray(to_uint8(small)).resize((SIZE, SIZE), Image.BILINEAR), dtype=np.float32) / 255
     xx, yy = _grid(SIZE)
     checker = ((np.floor(xx) + np.floor(yy)) % 2 * 2 - 1)[..., None]
     upsampled = upsampled * (1 + rng.uniform(0.01, 0.04) * checker)
@@ -146,7 +147,7 @@ def _make_image(job):
         image, mask = camera(render_face(random_identity(rng)), rng), None
     else:
         image, mask = face_swap(rng) if kind == "demo_fakes" else synthetic_face(rng)
-    Image.fromarray(_to_uint8(image)).save(path, compress_level=1)
+    Image.fromarray(to_uint8(image)).save(path, compress_level=1)
     if mask is not None:
         Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path, compress_level=1)
 
@@ -183,12 +184,14 @@ def generate(out="data", seed=0, workers=None):
         print(f"{root}: generated (seed {seed})")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data", help="folder to write demo_fakes/ and demo_synthetic/ into (default: data)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1 (got {args.workers})")
     generate(args.out, args.seed, args.workers)
 
 

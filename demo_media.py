@@ -26,7 +26,7 @@ def draw_face(label, rng):
         image = demo_data.camera(demo_data.render_face(demo_data.random_identity(rng)), rng)
     else:
         image, _ = demo_data.face_swap(rng)
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return demo_data.to_uint8(image)
 
 
 def place(face, side, background, offset):
@@ -46,6 +46,8 @@ def write_video(path, frames):
     """Write same-size RGB PIL frames as an .mp4 (mp4v) with OpenCV."""
     import cv2
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, frames[0].size)
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: OpenCV cannot write mp4v video here; install opencv-python-headless (< 5)")
     for frame in frames:
         writer.write(cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2BGR))
     writer.release()
@@ -77,6 +79,9 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=20, help="frames per video (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
+    for flag, value in (("--photos", args.photos), ("--videos", args.videos), ("--frames", args.frames)):
+        if value < (1 if flag == "--frames" else 0):
+            parser.error(f"{flag} must be >= {1 if flag == '--frames' else 0} (got {value})")
     write_media(args.out, args.photos, args.videos, args.frames, args.seed)
     print(f"wrote {args.photos} photos and {args.videos} videos per class under {args.out}/real and {args.out}/fake")
 

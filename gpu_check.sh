@@ -10,8 +10,10 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 $PYTHON bench.py --json "$OUT/bench.json" 2>&1 | grep -v "it/s" | tee "$OUT/bench.txt"
 $PYTHON bench.py --models XceptionBased --compile --json "$OUT/bench_compile.json" 2>&1 | grep -v "it/s" | tee "$OUT/bench_compile.txt"
-$PYTHON demo_data.py --out /tmp/gpu_demo > /dev/null 2>&1
-$PYTHON train_main.py -m XceptionBased --no-pretrained -d demo_fakes --data-root /tmp/gpu_demo -o Adam --lr 0.0001 \
-    -b 64 -e 3 --out-dir /tmp/gpu_out --checkpoint-dir /tmp/gpu_ck --cache-dir /tmp/gpu_cache 2>&1 \
+WORK=$(mktemp -d)  # the demo data and the run's files: a fresh folder on every run
+trap 'rm -rf "$WORK"' EXIT
+$PYTHON demo_data.py --out "$WORK/data" | tail -n 3
+$PYTHON train_main.py -m XceptionBased --no-pretrained -d demo_fakes --data-root "$WORK/data" -o Adam --lr 0.0001 \
+    -b 64 -e 3 --out-dir "$WORK/out" --checkpoint-dir "$WORK/ck" --cache-dir "$WORK/cache" 2>&1 \
     | grep -v "it/s" | tee "$OUT/train_xception_demo.txt"
-cp /tmp/gpu_out/*.json "$OUT/"
+cp "$WORK"/out/*.json "$OUT/"

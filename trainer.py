@@ -67,11 +67,14 @@ def seed_everything(seed, deterministic=False):
 
 
 def library_versions():
+    """Versions of Python and of the libraries that shape a run's results (recorded in its JSON)."""
+    import PIL
     import sklearn
+    import timm
     import torchvision
     return {"python": platform.python_version(), "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__), "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__}
+            "torchvision": str(torchvision.__version__), "timm": timm.__version__, "numpy": np.__version__,
+            "pillow": PIL.__version__, "scikit-learn": sklearn.__version__}
 
 
 def output_paths(logging_parameters, out_dir="out", checkpoint_dir="checkpoints"):
