@@ -5,7 +5,8 @@ and prints one table row per interval: the runs' mean number of new best epochs 
 which writes both checkpoints whatever the interval), their mean process wall time per
 epoch, their training + evaluation time per epoch (the JSON's epoch_seconds) and the
 difference, which is start-up plus writing checkpoints and metrics. The dataset is decoded
-into the cache first, so no row pays for decoding. Each run's output goes to a log file.
+into the cache first, so no row pays for decoding. A run that fails stops the benchmark with
+its command and the end of its output.
 
     python bench_checkpoints.py DATASET -m timm:resnet18 -e 20 --parallel 6     # on a GPU
     python bench_checkpoints.py DATASET -e 3 --parallel 1                       # a CPU try-out
@@ -44,8 +45,8 @@ def run_at_once(commands, logs):
                     for _, other in processes:
                         other.kill()
                         other.wait()
-                    sys.exit(f"a training run failed (exit {process.returncode}); the end of its log "
-                             f"{logs[index]}:\n{Path(logs[index]).read_text()[-2000:]}")
+                    sys.exit(f"a training run failed (exit {process.returncode}): {' '.join(commands[index])}\n"
+                             f"the end of its output:\n{Path(logs[index]).read_text()[-2000:]}")
         time.sleep(0.05)
     return walls
 

@@ -27,5 +27,5 @@ def test_bench_checkpoints_names_the_log_of_a_failed_run(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "bench_checkpoints.py"), str(tmp_path), "--device", "cpu"],
                             capture_output=True, text=True)
     assert result.returncode == 1
-    assert "a training run failed (exit 2); the end of its log" in result.stderr
+    assert "a training run failed (exit 2): " in result.stderr and "the end of its output:" in result.stderr
     assert "missing split folder(s) train, val, test" in result.stderr
