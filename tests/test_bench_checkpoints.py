@@ -23,7 +23,7 @@ def test_bench_checkpoints_prints_one_row_per_interval(tiny_fakes):
         assert wall > busy > 0 and other == pytest.approx(wall - busy, abs=0.011)
 
 
-def test_bench_checkpoints_names_the_log_of_a_failed_run(tmp_path):
+def test_bench_checkpoints_shows_a_failed_runs_command_and_output(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "bench_checkpoints.py"), str(tmp_path), "--device", "cpu"],
                             capture_output=True, text=True)
     assert result.returncode == 1
