@@ -23,7 +23,8 @@ import torch
 import demo_data
 from faces_dataset import DatasetError, FacesDataset, decode_dataset, make_batches, place_images
 from fileio import write_json
-from models import MODEL_NAMES, NORMALIZATION, build_model, precision_settings, resolve_device
+from models import MODEL_NAMES, build_model, precision_settings, resolve_device
+from recipe import SYMMETRIC_NORMALIZATION
 from trainer import Trainer
 
 
@@ -52,7 +53,7 @@ def course_loop(model_name, dataset, batch_size, device, max_batches):
     """(a): images/s of the course-style loop over at most ``max_batches`` batches (after one warm-up)."""
     model = build_model(model_name, pretrained=False).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    mean, std = NORMALIZATION[model_name]
+    mean, std = SYMMETRIC_NORMALIZATION
     batches = make_batches(dataset, batch_size, device, mean, std, True, torch.Generator().manual_seed(0))
     iterator = iter(batches)
     if device.type == "cuda":  # warm-up: kernel selection
@@ -91,7 +92,7 @@ def bench_model(model_name, dataset, decoded, args, device):
     model = build_model(model_name, pretrained=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     trainer = Trainer(model, optimizer, torch.nn.CrossEntropyLoss(), args.batch_size, decoded, decoded, decoded,
-                      device=device, normalization=NORMALIZATION[model_name], autocast_dtype=autocast_dtype,
+                      device=device, normalization=SYMMETRIC_NORMALIZATION, autocast_dtype=autocast_dtype,
                       channels_last=channels_last, compile_model=args.compile, progress=False)
     if device.type == "cuda":
         trainer.train_one_epoch()  # warm-up: kernel selection, compilation

@@ -33,11 +33,10 @@ import numpy as np
 from tqdm import tqdm
 
 from face_detection import ENLARGE, FaceCropper, FaceDetectorError, read_photo
-from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError
+from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, SPLITS, DatasetError
 from fileio import atomic_write
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
                    "face_x", "face_y", "face_w", "face_h", "status")
 STAGING = ".staging"

@@ -34,6 +34,7 @@ from fileio import save_checkpoint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
+SPLITS = ("train", "val", "test")  # a dataset folder holds these, each with CLASS_NAMES sub-folders
 MAX_IMAGE_PIXELS = 8192 * 8192
 CACHE_VERSION = 1
 

@@ -15,9 +15,6 @@ MODEL_NAMES = ("SimpleNet", "XceptionBased")
 TIMM_PREFIX = "timm:"
 PATCH_PREFIX = "patch:"
 BF16_FASTER = {"XceptionBased"}
-# SimpleNet is trained from scratch on [-1, 1] inputs; Xception uses its own ImageNet statistics (also [-1, 1]).
-NORMALIZATION = {"SimpleNet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-                 "XceptionBased": (XCEPTION_MEAN, XCEPTION_STD)}
 
 
 class SimpleNet(nn.Module):

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
-from faces_dataset import (DatasetError, FacesDataset, balanced_sample_weights, decode_dataset, drop_unreadable,
-                           place_images)
+from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, decode_dataset,
+                           drop_unreadable, place_images)
 from fileio import CheckpointError
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
                     precision_settings, resolve_device)
@@ -35,8 +35,6 @@ from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, R
 from trainer import (SELECTION_METRICS, LoggingParameters, NonFiniteLossError, Trainer, format_history_table,
                      output_paths, seed_everything)
 from xception import WeightsUnavailableError
-
-SPLITS = ("train", "val", "test")
 
 
 def from_recipe(key, what):

@@ -16,6 +16,7 @@ from augment import mixup_batch
 from faces_dataset import make_batches
 from fileio import CheckpointError, load_checkpoint, save_checkpoint, write_json
 from metrics import binary_metrics
+from recipe import SYMMETRIC_NORMALIZATION
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_balanced_acc",
               "test_loss", "test_acc", "test_auc", "test_balanced_acc", "epoch_seconds", "train_images_per_s", "lr")
@@ -138,7 +139,7 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, criterion, batch_size, train_dataset, validation_dataset, test_dataset,
-                 device="cpu", normalization=((0.5,) * 3, (0.5,) * 3), autocast_dtype=None, channels_last=False,
+                 device="cpu", normalization=SYMMETRIC_NORMALIZATION, autocast_dtype=None, channels_last=False,
                  compile_model=False, workers=0, seed=0, selection_metric="val_acc",
                  out_dir="out", checkpoint_dir="checkpoints", config=None, progress=True,
                  scheduler=None, clip_grad_norm=0.0, patience=0, augment=None, sample_weights=None, mixup=0.0,
