@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The recipe comparison grid on one CUDA GPU, PARALLEL runs at a time, in about 9 minutes:
+# The GPU experiment grid (the ResNet-18 learning curve, then demo runs while time is left) on one
+# CUDA GPU, PARALLEL runs at a time; no run starts after BUDGET_S and none goes past RUN_LIMIT_S,
+# so it ends within BUDGET_S + RUN_LIMIT_S (13 minutes by default; the learning curve's runs all
+# start at once, so it usually ends after RUN_LIMIT_S, 7.5 minutes):
 #
 #     bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]
 #
