@@ -1,12 +1,14 @@
-"""How training went: loss and accuracy per epoch of a run, from its metrics JSON.
+"""How training went: loss, accuracy and AUC per epoch of a run, from its metrics JSON.
 
     python plot_accuracy_and_loss.py -m SimpleNet -d demo_fakes -o Adam
 
 Reads ``out/{dataset}_{model}_{optimizer}.json`` (written by train_main.py) and writes
-``figures/{dataset}_{model}_losses_plot.png`` and ``..._accuracies_plot.png``: train,
-validation and test curves, the best-on-validation epoch marked.
+``figures/{dataset}_{model}_losses_plot.png``, ``..._accuracies_plot.png`` (train, validation
+and test curves) and ``..._auc_plot.png`` (validation and test AUC, what the improved recipe
+selects on), the best-on-validation epoch marked.
 """
 import argparse
+import math
 import sys
 
 import matplotlib.pyplot as plt
@@ -15,23 +17,26 @@ from matplotlib.ticker import MaxNLocator
 from analysis_common import add_run_arguments, dataset_name, exits_on_error, load_history, parse_args, save
 from trainer import model_file_name
 
-CURVES = (("train", "o-"), ("val", "s-"), ("test", "^-"))
+CURVES = (("train", "o-", "tab:blue"), ("val", "s-", "tab:orange"), ("test", "^-", "tab:green"))
 
 
 def plot_curves(history, kind, title, path):
-    """One figure of ``{split}_{kind}`` per epoch (kind "loss" or "acc") with the best epoch marked."""
+    """One figure of ``{split}_{kind}`` per epoch (kind "loss", "acc" or "auc": validation and
+    test only, undefined epochs left out) with the best epoch marked."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    epochs = range(1, len(history[f"train_{kind}"]) + 1)
-    for split, style in CURVES:
-        name = {"train": "train", "val": "validation", "test": "test"}[split]
-        ax.plot(epochs, history[f"{split}_{kind}"], style, lw=2, ms=5, label=name)
+    epochs = range(1, len(history["train_loss"]) + 1)
+    for split, style, colour in CURVES:
+        if f"{split}_{kind}" in history:
+            name = {"train": "train", "val": "validation", "test": "test"}[split]
+            values = [math.nan if value is None else value for value in history[f"{split}_{kind}"]]
+            ax.plot(epochs, values, style, color=colour, lw=2, ms=5, label=name)
     if history.get("best_epoch"):
-        metric = history.get("selection_metric", "val_acc").replace("val_", "validation ").replace("acc", "accuracy")
+        metric = {"val_acc": "validation accuracy", "val_auc": "validation AUC"}[history.get("selection_metric", "val_acc")]
         ax.axvline(history["best_epoch"], color="grey", ls="--", lw=1.5,
                    label=f"best on {metric} (epoch {history['best_epoch']})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel={"loss": "cross-entropy loss", "acc": "accuracy"}[kind], title=title)
-    if kind == "acc":
+    ax.set(xlabel="epoch", ylabel={"loss": "cross-entropy loss", "acc": "accuracy", "auc": "ROC AUC"}[kind], title=title)
+    if kind in ("acc", "auc"):
         ax.set_ylim(top=1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
@@ -45,7 +50,8 @@ def plot_accuracy_and_loss(history, figures_dir):
     optimizer = f"{history['optimizer']['name']}, lr {history['optimizer']['params'].get('lr')}"
     return [plot_curves(history, "loss", f"Loss per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_losses_plot.png"),
             plot_curves(history, "acc", f"Accuracy per epoch: {run} ({optimizer})",
-                        f"{figures_dir}/{prefix}_accuracies_plot.png")]
+                        f"{figures_dir}/{prefix}_accuracies_plot.png"),
+            plot_curves(history, "auc", f"AUC per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_auc_plot.png")]
 
 
 @exits_on_error

@@ -110,7 +110,8 @@ def test_figure_names_carry_the_split_and_no_colon(tiny_run, tmp_path):
     history = json.loads(next(tiny_run["out_dir"].glob("tiny_fakes_SimpleNet_*.json")).read_text())
     paths = plot_accuracy_and_loss.plot_accuracy_and_loss({**history, "model": "timm:resnet18"}, tmp_path)
     assert [path.name for path in paths] == ["tiny_fakes_timm-resnet18_losses_plot.png",
-                                             "tiny_fakes_timm-resnet18_accuracies_plot.png"]
+                                             "tiny_fakes_timm-resnet18_accuracies_plot.png",
+                                             "tiny_fakes_timm-resnet18_auc_plot.png"]
 
 
 def test_bad_run_json_and_missing_grad_cam_are_one_line_errors(tiny_run, tmp_path, capsys, monkeypatch):
@@ -240,7 +241,8 @@ def test_plot_scripts_write_pngs(tiny_run, tmp_path):
                                         str(tiny_run["out_dir"]), "--figures-dir", str(tmp_path)]) == 0
     assert plot_samples_of_faces_datasets.main(["-d", str(tiny_run["dataset"]), "--pairs", "2",
                                                 "--figures-dir", str(tmp_path)]) == 0
-    for name in ("tiny_fakes_SimpleNet_losses_plot", "tiny_fakes_SimpleNet_accuracies_plot", "datasets_samples"):
+    for name in ("tiny_fakes_SimpleNet_losses_plot", "tiny_fakes_SimpleNet_accuracies_plot",
+                 "tiny_fakes_SimpleNet_auc_plot", "datasets_samples"):
         assert_png(tmp_path / f"{name}.png")
 
 
@@ -262,7 +264,7 @@ def test_report_draws_every_figure_and_a_summary(tiny_run, tmp_path, capsys):
     assert report.main(run_flags(tiny_run, tmp_path)) == 0
     summary = json.loads((tmp_path / "tiny_fakes_SimpleNet_summary.json").read_text())
     expected = {"datasets_samples.png"} | {f"tiny_fakes_SimpleNet_{name}.png" for name in (
-        "losses_plot", "accuracies_plot", "roc_curve", "det_curve", "saliency_maps_and_images_pairs",
+        "losses_plot", "accuracies_plot", "auc_plot", "roc_curve", "det_curve", "saliency_maps_and_images_pairs",
         "mean_saliency_maps", "Real_Image_grad_cam", "Fake_Image_grad_cam", "grad_cam_grid", "mean_grad_cam")}
     assert set(summary["figures"]) == expected
     for name in expected:
