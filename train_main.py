@@ -214,7 +214,8 @@ def check_recipe_values(parser, args):
                                    ("--drop-path", args.drop_path, 0, 0.99),
                                    ("--ema", args.ema, 0, 0.99999)):
         if not (math.isfinite(value) and low <= value <= high):
-            parser.error(f"{flag} must be a finite number in [{low}, {high}] (got {value})")
+            allowed = f"a finite number >= {low}" if high == math.inf else f"in [{low}, {high}]"
+            parser.error(f"{flag} must be {allowed} (got {value})")
     if args.crop == "native":
         if not 0 < args.crop_size <= IMAGE_SIZE:
             parser.error(f"--crop-size must be in 1..{IMAGE_SIZE} (got {args.crop_size})")

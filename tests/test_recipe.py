@@ -204,7 +204,7 @@ def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes
     (["--normalization", "model"], "SimpleNet has no pretrained backbone statistics"),
     (["-m", "timm:no_such_net"], "not a timm architecture"),
     (["--drop-path", "0.1"], "--drop-path: SimpleNet has no stochastic depth"),
-    (["--mixup", "-1"], "--mixup must be in [0, inf]"),
+    (["--mixup", "-1"], "--mixup must be a finite number >= 0"),
     (["--erase-prob", "1.5"], "--erase-prob must be in [0, 1]"),
     (["--crop-scale", "0"], "--crop-scale must be in [0.01, 1]"),
     (["--ema", "1"], "--ema must be in [0, 0.99999]"),

@@ -59,7 +59,8 @@ def test_end_to_end_outputs(tiny_run):
     (["--seed", "-1"], "--seed must be in 0..4294967295"),
     (["-o", "SGD", "--momentum", "-1"], "--momentum must be in [0, 1)"),
     (["--warmup-epochs", "inf"], "--warmup-epochs must be a finite number"),
-    (["--mixup", "nan"], "--mixup must be a finite number"),
+    (["--mixup", "nan"], "--mixup must be a finite number >= 0"),
+    (["--blur-prob", "nan"], "--blur-prob must be in [0, 1]"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tiny_fakes, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
