@@ -51,7 +51,7 @@ def sample_maps(dataset, model, normalization, indices):
 def plot_pairs(images, maps, labels, fake_scores, title, path, map_name="saliency"):
     """Images beside their maps, COLUMNS pairs per row; each map scaled to its 99th percentile."""
     rows = (len(images) + COLUMNS - 1) // COLUMNS
-    fig, axes = plt.subplots(rows, 2 * COLUMNS, figsize=(2 * COLUMNS * 1.45, rows * 1.75), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * COLUMNS, figsize=(2 * COLUMNS * 1.45, rows * 1.75 + 0.7), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for index, (image, saliency, label, score) in enumerate(zip(images, maps, labels, fake_scores)):
