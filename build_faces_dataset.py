@@ -141,13 +141,14 @@ def crop_source(path, cropper, frames):
     return rows
 
 
-def unique_stem(stem, label, used):
-    """``stem``, or ``stem_2``, ``stem_3``, ... when another source of ``label`` already has it
-    (``a.jpg`` and ``a.png``, ``a/b.png`` and ``a__b.png``): every source gets its own crops."""
-    candidate, number = stem, 1
+def unique_name(name, label, used):
+    """``name``, or ``name_2``, ``name_3``, ... when a crop of ``label`` already has it (from
+    ``a.jpg`` and ``a.png``, ``a/b.png`` and ``a__b.png``, or frame 12 of ``clip.mp4`` and a
+    photo ``clip_f000012.png``): every crop gets its own file. Case-insensitive."""
+    candidate, number = name, 1
     while (label, candidate.lower()) in used:
         number += 1
-        candidate = f"{stem}_{number}"
+        candidate = f"{name}_{number}"
     used.add((label, candidate.lower()))
     return candidate
 
@@ -157,17 +158,17 @@ def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="
     out = Path(out)
     cropper = cropper or FaceCropper()
     staging = out / STAGING
-    rows, used_stems = [], set()
+    rows, used_names = [], set()
     sources = [(label, root, path) for label, root in zip(CLASS_NAMES, (real, fake)) for path in list_sources(root)]
     for label, root, path in tqdm(sources, desc="finding faces", unit="source", disable=not progress, file=sys.stderr):
         relative = path.relative_to(root)
-        stem = unique_stem("__".join(relative.with_suffix("").parts), label, used_stems)
+        stem = "__".join(relative.with_suffix("").parts)
         for row in crop_source(path, cropper, frames):
             crop = row.pop("crop")
             row.update(label=label, group=group_of(label, relative, group_by), split=None, image=None)
             if crop is not None:
-                name = f"{stem}_f{row['frame']:06d}.png" if row["frame"] is not None else f"{stem}.png"
-                row["image"] = Path(label) / name
+                name = f"{stem}_f{row['frame']:06d}" if row["frame"] is not None else stem
+                row["image"] = Path(label) / f"{unique_name(name, label, used_names)}.png"
                 (staging / label).mkdir(parents=True, exist_ok=True)
                 crop.save(staging / row["image"], format="PNG")
             rows.append(row)

@@ -9,6 +9,7 @@ frame, .mp4 written with OpenCV). Deterministic for a given ``--seed``. The face
 drawn, so OpenCV's detector misses some of them: build_faces_dataset.py lists those.
 """
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +83,14 @@ def main(argv=None):
     for flag, value in (("--photos", args.photos), ("--videos", args.videos), ("--frames", args.frames)):
         if value < (1 if flag == "--frames" else 0):
             parser.error(f"{flag} must be >= {1 if flag == '--frames' else 0} (got {value})")
-    write_media(args.out, args.photos, args.videos, args.frames, args.seed)
+    try:
+        write_media(args.out, args.photos, args.videos, args.frames, args.seed)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {args.photos} photos and {args.videos} videos per class under {args.out}/real and {args.out}/fake")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

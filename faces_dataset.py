@@ -36,7 +36,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
 SPLITS = ("train", "val", "test")  # a dataset folder holds these, each with CLASS_NAMES sub-folders
 MAX_IMAGE_PIXELS = 8192 * 8192
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache lists the files it skipped
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
@@ -180,17 +180,21 @@ def _decode_one(path):
 
 def _readable_images(dataset, workers, strict, progress, skipped):
     """Yield ``(index, uint8 C x H x W array)`` of each readable image of ``dataset``, decoded on
-    ``workers`` threads; an unreadable one is warned about and its error appended to
-    ``skipped``, or with ``strict`` raises DatasetError."""
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    ``workers`` threads; an unreadable one is warned about and ``(file relative to the split,
+    reason)`` appended to ``skipped``, or with ``strict`` raises DatasetError at once."""
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count())
+    try:
         results = pool.map(_decode_one, dataset.files)
         for index, (array, error) in enumerate(tqdm(results, total=len(dataset), disable=not progress,
                                                     desc=f"decoding {dataset.root_path}", leave=False)):
             if error is None:
                 yield index, array
             else:
+                path = dataset.files[index]
                 _warn_skipped([error], strict)
-                skipped.append(error)
+                skipped.append((str(path.relative_to(dataset.root_path)), error.removeprefix(f"{path}: ")))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on an error, the queued files are not decoded
 
 
 def _warn_skipped(errors, strict):
@@ -218,8 +222,8 @@ def drop_unreadable(dataset, workers=None, strict=False, progress=True):
     kept = {index for index, _ in _readable_images(dataset, workers, strict, progress, skipped)}
     _check_what_is_left(dataset, skipped, {dataset.labels[index] for index in kept})
     if skipped:
-        dataset._set_files(*([file for index, file in enumerate(dataset.files) if index in kept and dataset.labels[index] == label]
-                             for label in (0, 1)))
+        readable = [(file, label) for index, (file, label) in enumerate(zip(dataset.files, dataset.labels)) if index in kept]
+        dataset._set_files(*([file for file, label in readable if label == wanted] for wanted in (0, 1)))
     return dataset
 
 
@@ -238,13 +242,14 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
         if cache_path.is_file():
             try:
                 cached = torch.load(cache_path, map_location="cpu", weights_only=True, mmap=True)
+                skipped = [(str(file), str(reason)) for file, reason in cached["skipped"]]
                 decoded = DecodedFaces(cached["images"], cached["labels"],
                                        [dataset.root_path / f for f in cached["files"]], dataset.root_path)
             except Exception:
                 print(f"warning: {cache_path}: unreadable cache, decoding again")
             else:
-                _warn_skipped(cached.get("skipped", []), strict)
-                _check_what_is_left(dataset, cached.get("skipped", []), set(decoded.labels.tolist()))
+                _warn_skipped([f"{dataset.root_path / file}: {reason}" for file, reason in skipped], strict)
+                _check_what_is_left(dataset, skipped, set(decoded.labels.tolist()))
                 return decoded
     images = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     kept, skipped = [], []

@@ -236,7 +236,8 @@ def load_trained_model(checkpoint_path, device="cpu"):
     """A detector restored from a checkpoint written by train_main.py, in eval mode.
 
     Returns ``(model, checkpoint)``; ``checkpoint["normalization"]`` is the (mean, std) its
-    inputs need and ``checkpoint["threshold"]`` its operating threshold on the fake probability.
+    inputs need and ``checkpoint["threshold"]`` its operating threshold on the fake probability
+    (the validation EER point; None when the validation split held one class).
     Raises CheckpointError naming the file when it is not such a checkpoint.
     """
     checkpoint = load_checkpoint(checkpoint_path, required_keys=("model",))

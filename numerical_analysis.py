@@ -6,7 +6,9 @@
 The checkpoint (``-m/-d/-o``) and the evaluated data (``--eval-dataset``, ``--split``) are
 separate, so a detector trained on one dataset can be evaluated on another. Writes
 ``figures/{dataset}_{model}_roc_curve.png``, ``..._det_curve.png`` and ``..._metrics.json``
-(``{dataset}_{model}_on_{eval dataset}_...`` for a cross-dataset evaluation).
+(``{dataset}_{model}_on_{eval dataset}_...`` for a cross-dataset evaluation, ``..._{split}_...``
+for a split other than test). Accuracy and the confusion matrix are given at the checkpoint's
+validation threshold (as predict.py decides) and accuracy also at 0.5 (as training counts it).
 """
 import argparse
 import sys
@@ -111,7 +113,7 @@ def split_metrics(labels, fake_scores, checkpoint):
     threshold = checkpoint.get("threshold")
     source = "the checkpoint's validation EER threshold"
     if threshold is None:
-        threshold, source = 0.5, "the checkpoint stores no threshold"
+        threshold, source = 0.5, "the checkpoint has no validation threshold"
     at_half = binary_metrics(labels, fake_scores)
     return {**binary_metrics(labels, fake_scores, threshold), "threshold": float(threshold),
             "threshold_source": source, "accuracy_at_0.5": at_half["accuracy"],

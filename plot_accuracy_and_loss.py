@@ -51,7 +51,8 @@ def plot_accuracy_and_loss(history, figures_dir):
     return [plot_curves(history, "loss", f"Loss per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_losses_plot.png"),
             plot_curves(history, "acc", f"Accuracy per epoch: {run} ({optimizer})",
                         f"{figures_dir}/{prefix}_accuracies_plot.png"),
-            plot_curves(history, "auc", f"AUC per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_auc_plot.png")]
+            *([plot_curves(history, "auc", f"AUC per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_auc_plot.png")]
+              if "val_auc" in history else [])]
 
 
 @exits_on_error

@@ -94,7 +94,7 @@ def default_threshold(checkpoints):
     threshold; for an ensemble the mean of its members' thresholds in log-odds."""
     thresholds = [checkpoint.get("threshold") for checkpoint in checkpoints]
     if any(threshold is None for threshold in thresholds):
-        return 0.5, "0.5: a checkpoint stores no threshold"
+        return 0.5, "0.5: a checkpoint has no validation threshold"
     if len(thresholds) == 1:
         return float(thresholds[0]), "the checkpoint's validation EER threshold"
     return float(mean_in_log_odds(thresholds)), "the mean of the checkpoints' validation EER thresholds in log-odds"

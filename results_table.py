@@ -63,7 +63,7 @@ def results_table(paths, device=None):
     for path in paths:
         try:
             lines.append(run_row(json.loads(Path(path).read_text()), device))
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        except (OSError, ValueError, KeyError) as error:
             reason = f"no {error} key" if isinstance(error, KeyError) else str(error).splitlines()[0][:120]
             raise RunFileError(f"{path}: not a run JSON written by train_main.py ({reason})") from None
     return "\n".join(lines)

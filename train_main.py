@@ -300,9 +300,10 @@ def main(argv=None):
     autocast_dtype, channels_last = precision_settings(args.model, args.device, args.amp)
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
-    try:
-        model = build_model(args.model, pretrained=not args.no_pretrained, weights=args.weights,
-                            drop_path_rate=args.drop_path)  # fails fast
+    resuming = args.resume and output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)[2].exists()
+    try:  # fails fast; a resumed run's weights come from its checkpoint
+        model = build_model(args.model, pretrained=not (args.no_pretrained or resuming),
+                            weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
     except (WeightsUnavailableError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -28,15 +28,18 @@ class NonFiniteLossError(RuntimeError):
 
 
 # Config keys a resumed run may change: where things are and how fast they run, not what is trained.
+# (The starting weights, --weights and --no-pretrained, are replaced by the checkpoint's; the normalization they
+# chose is compared.)
 RESUME_MAY_DIFFER = {"device", "workers", "no_cache", "cache_dir", "strict", "amp", "autocast", "channels_last",
                      "compile", "deterministic", "resume", "overwrite", "checkpoint_interval", "out_dir",
-                     "checkpoint_dir", "data_root", "dataset", "dataset_path", "recipe_overrides",
-                     "normalization_mean_std"}
+                     "checkpoint_dir", "data_root", "dataset", "dataset_path", "recipe_overrides", "weights",
+                     "no_pretrained"}
 
 
 def setting_flag(key):
     """The train_main.py flag of config ``key`` (``weight_decay`` -> ``--weight-decay``)."""
-    return "--batch_size" if key == "batch_size" else f"--{key.replace('_', '-')}"
+    special = {"batch_size": "--batch_size", "normalization_mean_std": "the input normalization (mean, std)"}
+    return special.get(key, f"--{key.replace('_', '-')}")
 
 
 def model_file_name(model_name):
@@ -335,7 +338,7 @@ class Trainer:
                 save_checkpoint(best_path, {"model": evaluated.state_dict(), "model_name": logging_parameters.model_name,
                                             "dataset": logging_parameters.dataset_name, "epoch": self.epoch,
                                             "val_acc": val["accuracy"], "val_auc": val["auc"],
-                                            "threshold": val["eer_threshold"] if val["eer_threshold"] is not None else 0.5,
+                                            "threshold": val["eer_threshold"],  # None: undefined (one class)
                                             "normalization": list(self.normalization), "config": self.config})
             history["best_epoch"] = best["epoch"]
             if self.patience and best["epoch"] is not None and self.epoch - best["epoch"] >= self.patience:

@@ -83,7 +83,7 @@ def test_split_metrics_decide_at_the_checkpoint_threshold():
     assert at_checkpoint["accuracy_at_0.5"] == 0.75 and at_checkpoint["balanced_accuracy_at_0.5"] == 0.75
     unknown = numerical_analysis.split_metrics(labels, scores, {})
     assert unknown["threshold"] == 0.5 and unknown["accuracy"] == 0.75
-    assert "no threshold" in numerical_analysis.format_metrics(unknown)
+    assert "no validation threshold" in numerical_analysis.format_metrics(unknown)
 
 
 def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):

@@ -199,9 +199,12 @@ def test_sources_with_the_same_stem_keep_their_own_crops(tmp_path):
         astronaut_scene((150, 60), fake=label == "fake").save(tmp_path / label / "p0.jpg", quality=95)
         astronaut_scene((60, 30), fake=label == "fake").save(tmp_path / label / "a" / "b.png")
         astronaut_scene((200, 90), fake=label == "fake").save(tmp_path / label / "a__b.png")
-    rows = build.build(tmp_path / "real", tmp_path / "fake", tmp_path / "out", ratios=(1, 0, 0), progress=False)
+        astronaut_scene((100, 40), fake=label == "fake").save(tmp_path / label / "clip_f000000.png")
+        demo_media.write_video(tmp_path / label / "clip.mp4", [astronaut_scene((20, 10), fake=label == "fake")] * 2)
+    rows = build.build(tmp_path / "real", tmp_path / "fake", tmp_path / "out", frames=2, ratios=(1, 0, 0),
+                       progress=False)
     images = [row["image"] for row in rows if row["status"] == "ok"]
-    assert len(images) == 8 and len(set(images)) == 8
+    assert len(images) == 14 and len(set(images)) == 14
     assert all((tmp_path / "out" / image).is_file() for image in images)
 
 

@@ -22,7 +22,7 @@ def test_bad_arguments_exit_2_with_the_fix(tmp_path, capsys, main, flags, messag
     assert not (tmp_path / "out").exists()
 
 
-def test_a_video_that_cannot_be_written_is_an_error(tmp_path, monkeypatch):
+def test_a_video_that_cannot_be_written_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     import cv2
 
     class Closed:
@@ -35,3 +35,5 @@ def test_a_video_that_cannot_be_written_is_an_error(tmp_path, monkeypatch):
     frame = demo_media.place(demo_media.draw_face("real", np.random.default_rng(0)), 100, (90, 90, 90), (0, 0))
     with pytest.raises(RuntimeError, match="clip.mp4: OpenCV cannot write mp4v video"):
         demo_media.write_video(tmp_path / "clip.mp4", [frame])
+    assert demo_media.main(["--out", str(tmp_path / "raw"), "--photos", "0", "--videos", "1", "--frames", "1"]) == 1
+    assert "video_000.mp4: OpenCV cannot write mp4v video" in capsys.readouterr().err

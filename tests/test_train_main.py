@@ -108,6 +108,21 @@ def test_resume_without_a_last_checkpoint_is_refused(tiny_run, tmp_path, capsys)
     assert (ck / tiny_run["best"].name).read_bytes() == before
 
 
+def test_resume_may_change_where_and_how_fast_it_runs(tiny_run, tmp_path, capsys):
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    shutil.copytree(tiny_run["out_dir"], out)
+    shutil.copytree(tiny_run["checkpoint_dir"], ck)
+    common = ["-m", "SimpleNet", "-o", "Adam", "--lr", "0.0005", "-b", "8", "-e", "2", "--resume",
+              "--out-dir", str(out), "--checkpoint-dir", str(ck)]
+    code = train_main.main(common + ["-d", "tiny_fakes", "--data-root", str(tiny_run["dataset"].parent), "--no-cache",
+                                     "--workers", "1", "--device", "cpu", "--strict", "--checkpoint-interval", "5",
+                                     "--amp", "off", "--deterministic", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0, capsys.readouterr().err
+    assert "resuming tiny_fakes_SimpleNet_Adam after epoch 2" in capsys.readouterr().out
+    code = train_main.main(common + ["-d", str(tiny_run["dataset"]), "--lr", "0.001"])
+    assert code == 1 and "--lr 0.0005 (now 0.001)" in capsys.readouterr().err
+
+
 def test_unloadable_xception_weights_name_the_file(tiny_fakes, tmp_path, capsys):
     (tmp_path / "truncated.pth").write_bytes(b"PK\x03\x04 not a whole file")
     code = train_main.main(["-m", "XceptionBased", "--weights", str(tmp_path / "truncated.pth"), "-d", str(tiny_fakes),

@@ -159,15 +159,19 @@ def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatc
 
 
 def test_resume_refuses_changed_training_settings_but_not_placement(tmp_path):
-    config = {"train_fraction": 0.5, "batch_size": 8, "lr": 1e-3, "epochs": 2, "device": "cpu", "workers": 2}
+    config = {"train_fraction": 0.5, "batch_size": 8, "lr": 1e-3, "epochs": 2, "device": "cpu", "workers": 2,
+              "normalization_mean_std": [[0.5], [0.5]], "weights": "a/r.pth"}
     make_trainer(tmp_path, config=config).run(1, PARAMETERS)
     for key, value, shown in (("train_fraction", 1.0, "--train-fraction 0.5 (now 1.0)"),
                               ("batch_size", 16, "--batch_size 8 (now 16)"),
                               ("lr", 5e-4, "--lr 0.001 (now 0.0005)"),
-                              ("epochs", 3, "--epochs 2 (now 3)")):
+                              ("epochs", 3, "--epochs 2 (now 3)"),
+                              ("normalization_mean_std", [[0.4], [0.2]],
+                               "the input normalization (mean, std) [[0.5], [0.5]] (now [[0.4], [0.2]])")):
         with pytest.raises(CheckpointError, match=re.escape(f"holds a run with {shown}; resume with the run's own")):
             make_trainer(tmp_path, config={**config, key: value}).run(2, PARAMETERS, resume=True)
-    history = make_trainer(tmp_path, config={**config, "device": "cuda", "workers": 0}).run(2, PARAMETERS, resume=True)
+    moved = {**config, "device": "cuda", "workers": 0, "weights": "b/r.pth"}
+    history = make_trainer(tmp_path, config=moved).run(2, PARAMETERS, resume=True)
     assert len(history["train_loss"]) == 2
 
 
@@ -175,7 +179,8 @@ def test_a_fresh_run_removes_the_last_checkpoint_it_replaces(tmp_path):
     make_trainer(tmp_path).run(1, PARAMETERS)
     _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
     assert last_path.exists()
-    stale_of_another_run = last_path.parent / f".{last_path.stem}W.pt.x1.tmp"  # e.g. an AdamW run's write
+    other_run = LoggingParameters("SimpleNet", "toy", "AdamW")  # its name starts with this run's name
+    stale_of_another_run = last_path.parent / f".{other_run.run_name}_last.pt.x1.tmp"
     stale_of_this_run = last_path.parent / f".{last_path.name}.x2.tmp"
     stale_of_another_run.touch()
     stale_of_this_run.touch()
