@@ -2,8 +2,8 @@
 
     python predict.py checkpoints/demo_fakes_SimpleNet_Adam.pt photo.jpg my_folder/ 'shots/*.png'
 
-Inputs are image files, folders (searched recursively for .jpg .jpeg .png .bmp .webp) and
-glob patterns (quote them; ``**`` recurses). Every image is resized to 256x256 as in
+Inputs are image files, folders (searched recursively for .jpg .jpeg .png .bmp .webp; a
+dataset split gives its real/ and fake/ images only) and glob patterns (quote them; ``**`` recurses). Every image is resized to 256x256 as in
 training, or, with ``--crop-faces``, its largest face is cropped first (see
 face_detection.py). An image is called fake when its fake probability is at least the
 threshold: by default the checkpoint's, i.e. the equal-error-rate point on the validation
@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from face_detection import FaceCropper, FaceDetectorError, read_photo
-from faces_dataset import IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
+from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
 from fileio import CheckpointError, atomic_write, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
@@ -40,11 +40,20 @@ from models import load_trained_model, resolve_device
 CSV_FIELDS = ("file", "fake_probability", "decision", "face_x", "face_y", "face_w", "face_h", "cam", "error")
 
 
+def folder_images(folder):
+    """The images of ``folder``, searched recursively (sorted); of a dataset split (a folder with
+    ``real/`` or ``fake/``) only those of ``real/`` then ``fake/``."""
+    classes = [folder / name for name in CLASS_NAMES if (folder / name).is_dir()]
+    return [file for root in classes or [folder] for file in list_image_files(root)]
+
+
 def expand_inputs(inputs):
     """``(files, failures)``: the image files that ``inputs`` name, in order and each once.
 
-    A file is taken as named; a folder gives its images recursively (sorted); a glob
-    pattern gives the images it matches (sorted; matched folders are searched too).
+    A file is taken as named; a folder gives its images recursively (sorted), or, when it is a
+    dataset split (holds ``real/`` or ``fake/``), those of ``real/`` then ``fake/`` only, as
+    training reads it (not its ``masks/``); a glob pattern gives the images it matches (sorted;
+    matched folders are searched too).
     ``failures`` lists ``(input, reason)`` for inputs that gave no image.
     """
     files, failures = [], []
@@ -53,12 +62,12 @@ def expand_inputs(inputs):
         if path.is_file():
             found = [path]
         elif path.is_dir():
-            found = list_image_files(path)
+            found = folder_images(path)
         elif glob.has_magic(item):
             found = []
             for match in map(Path, sorted(glob.glob(item, recursive=True))):
                 if match.is_dir():
-                    found += list_image_files(match)
+                    found += folder_images(match)
                 elif match.suffix.lower() in IMAGE_EXTENSIONS:
                     found.append(match)
         else:

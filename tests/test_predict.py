@@ -83,6 +83,16 @@ def test_folders_and_globs_expand_as_documented(images, tmp_path):
     assert "not found" in failures[0][1] and "no images found" in failures[1][1]
 
 
+def test_a_dataset_split_gives_its_real_and_fake_images_not_its_masks(tiny_fakes):
+    split = tiny_fakes / "test"
+    assert (split / "masks").is_dir()
+    files, failures = predict.expand_inputs([str(split)])
+    assert failures == []
+    assert files == FacesDataset(split).files  # real/ then fake/, as training reads the split
+    files, _ = predict.expand_inputs([str(tiny_fakes / "te*")])
+    assert files == FacesDataset(split).files
+
+
 def test_corrupt_file_is_reported_and_the_rest_scored(tiny_run, images, tmp_path, capsys):
     (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     code, output = run_cli(capsys, tiny_run["best"], images, tmp_path / "missing.png", "--json", tmp_path / "out.json")
