@@ -81,6 +81,11 @@ def load_checkpoint(path, required_keys=("model",)):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; train a model first (train_main.py) or pass the right path")
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip file (or, long ago, a pickle)
+        raise CheckpointError(f"{path}: not a loadable checkpoint (not a file written by torch.save); "
+                              "expected a .pt file written by train_main.py")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -42,8 +42,15 @@ def from_recipe(key, what):
     return f"{what} (default: improved {RECIPES['improved'][key]}, course {RECIPES['course'][key]})"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse without the usage block before an error: one line, the fix in it, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
                         help=f"SimpleNet, XceptionBased, {TIMM_PREFIX}ARCH for any timm architecture "
                              f"(e.g. {TIMM_PREFIX}resnet18) with a 2-way head, or {PATCH_PREFIX}ARCH[@STRIDE] for "
@@ -63,7 +70,7 @@ def parse_args(argv=None):
                                                      "at the last epoch, stepped every iteration"))
     parser.add_argument("--warmup-epochs", type=float,
                         help=from_recipe("warmup_epochs", "epochs of linear learning-rate warm-up"))
-    parser.add_argument("-b", "--batch_size", type=int, help=from_recipe("batch_size", "batch size"))
+    parser.add_argument("-b", "--batch_size", "--batch-size", type=int, help=from_recipe("batch_size", "batch size"))
     parser.add_argument("-e", "--epochs", type=int, help=from_recipe("epochs", "epochs at most"))
     parser.add_argument("--label-smoothing", type=float,
                         help=from_recipe("label_smoothing", "cross-entropy label smoothing"))
@@ -170,7 +177,9 @@ def parse_args(argv=None):
         parser.error(f"--workers must be >= 0 (got {args.workers})")
     args.dataset_path = resolve_dataset(args.dataset, args.data_root)
     if args.dataset_path is None:
-        parser.error(f"dataset {args.dataset!r} not found as a path or under --data-root {args.data_root!r}; "
+        found = sorted(path.name for path in Path(args.data_root).glob("*") if (path / "train").is_dir())
+        hint = f" (datasets under {args.data_root}: {', '.join(found)})" if found else ""
+        parser.error(f"dataset {args.dataset!r} not found as a path or under --data-root {args.data_root!r}{hint}; "
                      "run 'python demo_data.py' for the demo datasets or pass the folder that holds train/ val/ test/")
     missing = [split for split in SPLITS if not (args.dataset_path / split).is_dir()]
     if missing:

@@ -304,6 +304,8 @@ class Trainer:
             write_json(json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
         elif self.history is None:
+            if resume:
+                print(f"no last checkpoint of {logging_parameters.run_name} to resume ({last_path}); starting at epoch 1")
             last_path.unlink(missing_ok=True)  # an overwritten run's: never resume into it
             self.history = {"model": logging_parameters.model_name, "dataset": logging_parameters.dataset_name,
                             "optimizer": {"name": logging_parameters.optimizer_name,

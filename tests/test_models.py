@@ -109,7 +109,7 @@ def test_load_trained_model_round_trip_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="wrong.pt: weights do not fit XceptionBased"):
         load_trained_model(tmp_path / "wrong.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="junk.pt: not a loadable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"junk.pt: not a loadable checkpoint \(not a file written by torch.save\)"):
         load_trained_model(tmp_path / "junk.pt")
 
 

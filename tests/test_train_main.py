@@ -48,6 +48,7 @@ def test_end_to_end_outputs(tiny_run):
     (["--lr", "0"], "--lr must be > 0"),
     (["-e", "0"], "--epochs must be >= 1"),
     (["-b", "0"], "--batch_size must be >= 1"),
+    (["--batch-size", "0"], "--batch_size must be >= 1"),
     (["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0 seconds"),
     (["--train-fraction", "0"], "--train-fraction must be in (0, 1]"),
     (["--train-fraction", "1.5"], "--train-fraction must be in (0, 1]"),
@@ -67,15 +68,18 @@ def test_bad_arguments_exit_2_and_write_nothing(tiny_fakes, tmp_path, capsys, fl
         train_main.main(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"),
                          "--checkpoint-dir", str(tmp_path / "ck")] + flags)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert message in error and "usage:" not in error and len(error.splitlines()) == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
 
 
 def test_missing_dataset_names_the_fix(tmp_path, capsys):
+    (tmp_path / "demo_fakes" / "train").mkdir(parents=True)
     with pytest.raises(SystemExit) as exit_info:
-        train_main.main(["-d", "no_such_dataset", "--data-root", str(tmp_path)])
+        train_main.main(["-d", "demo_fake", "--data-root", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "demo_data.py" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "demo_data.py" in error and f"(datasets under {tmp_path}: demo_fakes)" in error
 
 
 def test_dataset_name_resolves_under_data_root(tiny_fakes):
@@ -121,6 +125,14 @@ def test_resume_may_change_where_and_how_fast_it_runs(tiny_run, tmp_path, capsys
     assert "resuming tiny_fakes_SimpleNet_Adam after epoch 2" in capsys.readouterr().out
     code = train_main.main(common + ["-d", str(tiny_run["dataset"]), "--lr", "0.001"])
     assert code == 1 and "--lr 0.0005 (now 0.001)" in capsys.readouterr().err
+
+
+def test_resume_with_nothing_to_resume_says_it_starts_afresh(tiny_fakes, tmp_path, capsys):
+    code = train_main.main(["-d", str(tiny_fakes), "-e", "1", "--resume", "--device", "cpu", "--out-dir",
+                            str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    assert "no last checkpoint of tiny_fakes_SimpleNet_AdamW to resume" in capsys.readouterr().out
 
 
 def test_unloadable_xception_weights_name_the_file(tiny_fakes, tmp_path, capsys):
