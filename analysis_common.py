@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from tqdm import tqdm
 
-from faces_dataset import DatasetError, FacesDataset, Normalizer
+from faces_dataset import SPLITS, DatasetError, FacesDataset, Normalizer
 from fileio import CheckpointError, save_figure
 from models import load_trained_model, model_name, resolve_device
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
@@ -33,7 +33,7 @@ class AnalysisError(RuntimeError):
 def add_run_arguments(parser, model=True, evaluation=True):
     """The flags naming a run as train_main.py does, plus where figures go (and what to evaluate)."""
     parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
-                        help="detector: SimpleNet, XceptionBased or timm:ARCH (default: SimpleNet)")
+                        help="detector: SimpleNet, XceptionBased, timm:ARCH or patch:ARCH[@STRIDE] (default: SimpleNet)")
     parser.add_argument("-d", "--dataset", default="demo_fakes",
                         help="dataset the run was trained on: a name under --data-root or a path (default: demo_fakes)")
     default_optimizer = RECIPES[DEFAULT_RECIPE]["optimizer"]
@@ -49,7 +49,7 @@ def add_run_arguments(parser, model=True, evaluation=True):
         parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
         parser.add_argument("--eval-dataset", default=None,
                             help="evaluate on this dataset instead of -d (cross-dataset generalization)")
-        parser.add_argument("--split", default="test", help="split of the evaluated dataset (default: test)")
+        parser.add_argument("--split", default="test", choices=SPLITS, help="split of the evaluated dataset (default: test)")
         parser.add_argument("--seed", type=int, default=0, help="seed of the sample selection (default: 0)")
     return parser
 

@@ -1,6 +1,6 @@
 """Grad-CAM (Selvaraju et al., 2017) of a trained detector, with the ``grad-cam`` package.
 
-    python grad_cam_analysis.py -m SimpleNet -d demo_fakes -o Adam [--explain predicted|true|fake|real]
+    python grad_cam_analysis.py -m SimpleNet -d demo_fakes -o AdamW [--explain predicted|true|fake|real]
 
 Writes ``figures/{dataset}_{model}_Real_Image_grad_cam.png`` and ``..._Fake_Image_grad_cam.png``
 (one test image of each class, drawn with ``--seed``), ``..._grad_cam_grid.png`` (six images

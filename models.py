@@ -232,6 +232,13 @@ def precision_settings(model_name, device, amp="auto"):
     return None, False
 
 
+def operating_threshold(checkpoint):
+    """The threshold on P(fake) a checkpoint decides at: its validation EER threshold, or 0.5
+    when it has none (the validation split held one class)."""
+    threshold = checkpoint.get("threshold")
+    return 0.5 if threshold is None else float(threshold)
+
+
 def load_trained_model(checkpoint_path, device="cpu"):
     """A detector restored from a checkpoint written by train_main.py, in eval mode.
 

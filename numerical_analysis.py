@@ -1,7 +1,7 @@
 """How good a trained detector is at every threshold: ROC and DET curves plus a metrics table.
 
-    python numerical_analysis.py -m SimpleNet -d demo_fakes -o Adam
-    python numerical_analysis.py -m SimpleNet -d demo_fakes -o Adam --eval-dataset demo_synthetic
+    python numerical_analysis.py -m SimpleNet -d demo_fakes -o AdamW
+    python numerical_analysis.py -m SimpleNet -d demo_fakes -o AdamW --eval-dataset demo_synthetic
 
 The checkpoint (``-m/-d/-o``) and the evaluated data (``--eval-dataset``, ``--split``) are
 separate, so a detector trained on one dataset can be evaluated on another. Writes
@@ -24,6 +24,7 @@ from analysis_common import (add_run_arguments, dataset_name, evaluated_name, ex
                              save)
 from fileio import write_json
 from metrics import binary_metrics
+from models import operating_threshold
 
 
 
@@ -110,10 +111,9 @@ def format_metrics(metrics):
 def split_metrics(labels, fake_scores, checkpoint):
     """``binary_metrics`` at the checkpoint's operating threshold (its validation EER point, as
     predict.py decides), plus accuracy and balanced accuracy at 0.5 as the training JSON counts them."""
-    threshold = checkpoint.get("threshold")
-    source = "the checkpoint's validation EER threshold"
-    if threshold is None:
-        threshold, source = 0.5, "the checkpoint has no validation threshold"
+    threshold = operating_threshold(checkpoint)
+    source = ("the checkpoint's validation EER threshold" if checkpoint.get("threshold") is not None
+              else "the checkpoint has no validation threshold")
     at_half = binary_metrics(labels, fake_scores)
     return {**binary_metrics(labels, fake_scores, threshold), "threshold": float(threshold),
             "threshold_source": source, "accuracy_at_0.5": at_half["accuracy"],

@@ -1,6 +1,6 @@
 """How training went: loss, accuracy and AUC per epoch of a run, from its metrics JSON.
 
-    python plot_accuracy_and_loss.py -m SimpleNet -d demo_fakes -o Adam
+    python plot_accuracy_and_loss.py -m SimpleNet -d demo_fakes -o AdamW
 
 Reads ``out/{dataset}_{model}_{optimizer}.json`` (written by train_main.py) and writes
 ``figures/{dataset}_{model}_losses_plot.png``, ``..._accuracies_plot.png`` (train, validation

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from analysis_common import exits_on_error, find_dataset, save
-from faces_dataset import FacesDataset, load_image
+from faces_dataset import SPLITS, FacesDataset, load_image
 
 
 def sample_pairs(dataset, pairs, seed=0):
@@ -46,7 +46,7 @@ def main(argv=None):
     parser.add_argument("-d", "--datasets", nargs="+", default=["demo_fakes", "demo_synthetic"],
                         help="dataset names under --data-root, or paths (default: demo_fakes demo_synthetic)")
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
-    parser.add_argument("--split", default="train", help="split to draw from (default: train)")
+    parser.add_argument("--split", default="train", choices=SPLITS, help="split to draw from (default: train)")
     parser.add_argument("--pairs", type=int, default=3, help="real/fake pairs per dataset (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample selection (default: 0)")
     parser.add_argument("--figures-dir", default="figures", help="output folder (default: figures)")

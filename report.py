@@ -1,7 +1,7 @@
 """Every figure and number of a trained run, in one command.
 
-    python report.py -m SimpleNet -d demo_fakes -o Adam
-    python report.py -m SimpleNet -d demo_fakes -o Adam --eval-dataset demo_synthetic
+    python report.py -m SimpleNet -d demo_fakes -o AdamW
+    python report.py -m SimpleNet -d demo_fakes -o AdamW --eval-dataset demo_synthetic
 
 Reads the run's ``out/{dataset}_{model}_{optimizer}.json`` and best checkpoint
 ``checkpoints/{dataset}_{model}_{optimizer}.pt`` and writes into ``--figures-dir``:
@@ -19,6 +19,7 @@ from explanation_scores import BASELINES, format_scores_table, summarize_scores
 from faces_dataset import FacesDataset
 from fileio import write_json
 from grad_cam_analysis import EXPLAIN_CHOICES, grad_cam_analysis
+from models import operating_threshold
 from numerical_analysis import analyse_scores, get_soft_scores_and_true_labels
 from plot_accuracy_and_loss import plot_accuracy_and_loss
 from plot_samples_of_faces_datasets import plot_samples
@@ -56,7 +57,8 @@ def main(argv=None):
     figures += drawn
 
     explanations = {}
-    drawn, explanations["saliency"] = saliency_analysis(model, normalization, dataset, args)
+    drawn, explanations["saliency"] = saliency_analysis(model, normalization, dataset, args,
+                                                        operating_threshold(checkpoint))
     figures += drawn
     if importlib.util.find_spec("pytorch_grad_cam") is None:
         print("note: Grad-CAM figures skipped: the grad-cam package is not installed (pip install grad-cam)")

@@ -1,6 +1,6 @@
 """Where in the face the detector looks: gradient saliency maps (Simonyan et al., 2014).
 
-    python saliency_map.py -m SimpleNet -d demo_fakes -o Adam
+    python saliency_map.py -m SimpleNet -d demo_fakes -o AdamW
 
 Writes ``figures/{dataset}_{model}_saliency_maps_and_images_pairs.png`` (36 test images, half
 real and half fake, drawn with ``--seed``, beside their maps) and
@@ -17,6 +17,7 @@ import torch
 from analysis_common import (add_run_arguments, balanced_sample, denormalize, exits_on_error, figure_prefix,
                              load_run_model, load_split, model_device, normalized_batches, parse_args, save)
 from explanation_scores import explain_dataset, format_scores_table, plot_mean_maps, summarize_scores
+from models import operating_threshold
 
 PAIRS = 36
 COLUMNS = 6
@@ -48,8 +49,9 @@ def sample_maps(dataset, model, normalization, indices):
     return [np.concatenate(part) for part in (images, maps, labels, fake_scores)]
 
 
-def plot_pairs(images, maps, labels, fake_scores, title, path, map_name="saliency"):
-    """Images beside their maps, COLUMNS pairs per row; each map scaled to its 99th percentile."""
+def plot_pairs(images, maps, labels, fake_scores, title, path, map_name="saliency", threshold=0.5):
+    """Images beside their maps, COLUMNS pairs per row; each map scaled to its 99th percentile; an
+    image's title is red when it is misclassified at ``threshold`` on P(fake)."""
     rows = (len(images) + COLUMNS - 1) // COLUMNS
     fig, axes = plt.subplots(rows, 2 * COLUMNS, figsize=(2 * COLUMNS * 1.45, rows * 1.75 + 0.7), squeeze=False)
     for ax in axes.flat:
@@ -57,25 +59,26 @@ def plot_pairs(images, maps, labels, fake_scores, title, path, map_name="salienc
     for index, (image, saliency, label, score) in enumerate(zip(images, maps, labels, fake_scores)):
         image_ax, map_ax = axes[index // COLUMNS, 2 * (index % COLUMNS)], axes[index // COLUMNS, 2 * (index % COLUMNS) + 1]
         image_ax.imshow(image)
-        correct = (score >= 0.5) == bool(label)
-        image_ax.set_title(f"{('real', 'fake')[label]}, P(fake) {score:.2f}", fontsize=8.5,
+        correct = (score >= threshold) == bool(label)
+        image_ax.set_title(f"{('real', 'fake')[label]}, P(fake) {score:.3f}", fontsize=8.5,
                            color="black" if correct else "crimson")
         top = np.percentile(saliency, 99) or 1.0
         map_ax.imshow(np.clip(saliency / top, 0, 1), cmap="inferno", vmin=0, vmax=1)
         map_ax.set_title(map_name, fontsize=8.5)
-    fig.suptitle(f"{title}\n(true label from the folder; red title = misclassified at 0.5)")
+    fig.suptitle(f"{title}\n(true label from the folder; red title = misclassified at threshold {threshold:.3f})")
     fig.tight_layout()
     return save(fig, path)
 
 
-def saliency_analysis(model, normalization, dataset, args):
-    """Draw both saliency figures for ``dataset``; returns (figure paths, explain_dataset result)."""
+def saliency_analysis(model, normalization, dataset, args, threshold=0.5):
+    """Draw both saliency figures for ``dataset`` (errors marked at ``threshold``, the checkpoint's);
+    returns (figure paths, explain_dataset result)."""
     prefix, device = figure_prefix(args), model_device(model)
     indices = balanced_sample(dataset.labels, PAIRS, args.seed)
     images, maps, labels, fake_scores = sample_maps(dataset, model, normalization, indices)
     where = f"{dataset.root_path.parent.name}/{dataset.root_path.name}"
     figures = [plot_pairs(images, maps, labels, fake_scores, f"Gradient saliency of the true class: {args.model} on {where}",
-                          f"{args.figures_dir}/{prefix}_saliency_maps_and_images_pairs.png")]
+                          f"{args.figures_dir}/{prefix}_saliency_maps_and_images_pairs.png", threshold=threshold)]
     result = explain_dataset(dataset, lambda x, y: compute_gradient_saliency_maps(x, y, model).cpu().numpy(),
                              normalization, device, args.batch_size, desc="saliency maps")
     figures.append(plot_mean_maps(result, f"Mean gradient saliency (true class): {args.model} on {where}",
@@ -88,7 +91,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     args = parse_args(add_run_arguments(parser), argv)
     model, checkpoint = load_run_model(args)
-    _, result = saliency_analysis(model, checkpoint["normalization"], load_split(args), args)
+    _, result = saliency_analysis(model, checkpoint["normalization"], load_split(args), args,
+                                  operating_threshold(checkpoint))
     if result["scores"]["map"]:
         print("\nsaliency maps of fakes against their manipulation masks:")
         print(format_scores_table(summarize_scores(result["scores"], "saliency")))

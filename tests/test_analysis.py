@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_hex
 from PIL import Image
 from sklearn import metrics as skm
 from torch import nn
@@ -19,7 +20,7 @@ import saliency_map
 from explanation_scores import explain_dataset, score_map
 from faces_dataset import FacesDataset, item_transform, load_image
 from metrics import equal_error_rate
-from models import SimpleNet, load_trained_model
+from models import SimpleNet, load_trained_model, operating_threshold
 
 
 def run_flags(tiny_run, figures_dir):
@@ -132,6 +133,19 @@ def test_bad_run_json_and_missing_grad_cam_are_one_line_errors(tiny_run, tmp_pat
     with pytest.raises(SystemExit):
         numerical_analysis.main(run_flags(tiny_run, tmp_path) + ["--device", "gpu"])
     assert "--device gpu: not a device" in capsys.readouterr().err
+
+
+def test_saliency_pairs_mark_errors_at_the_checkpoint_threshold(monkeypatch):
+    monkeypatch.setattr(saliency_map, "save", lambda fig, path: fig)
+    images, maps = np.zeros((2, 8, 8, 3), np.uint8), np.ones((2, 8, 8))
+    for threshold, colours in ((0.5, ["crimson", "black"]), (0.3, ["black", "black"])):
+        fig = saliency_map.plot_pairs(images, maps, np.array([1, 0]), np.array([0.4, 0.2]), "t", "unused.png",
+                                      threshold=threshold)
+        titles = [ax.title for ax in fig.axes if ax.get_title().startswith(("real", "fake"))]
+        assert [title.get_text() for title in titles] == ["fake, P(fake) 0.400", "real, P(fake) 0.200"]
+        assert [to_hex(title.get_color()) for title in titles] == [to_hex(colour) for colour in colours]
+        assert f"misclassified at threshold {threshold:.3f}" in fig._suptitle.get_text()
+    assert operating_threshold({"threshold": 0.25}) == 0.25 and operating_threshold({"threshold": None}) == 0.5
 
 
 def test_saliency_equals_captum():
