@@ -60,10 +60,7 @@ def parse_args(parser, argv):
     if getattr(args, "batch_size", 1) < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     if hasattr(args, "device"):
-        try:
-            args.device = resolve_device(args.device)
-        except ValueError as error:
-            parser.error(str(error))
+        args.device = resolve_device(args.device, parser)
     return args
 
 

@@ -141,10 +141,7 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for (b), (c), (d)")
     parser.add_argument("--json", default="out/bench.json", help="where to write the results (default: out/bench.json)")
     args = parser.parse_args(argv)
-    try:
-        device = torch.device(resolve_device(args.device))
-    except ValueError as error:
-        parser.error(str(error))
+    device = torch.device(resolve_device(args.device, parser))
     if args.data is not None:
         try:
             FacesDataset(args.data)

@@ -203,17 +203,17 @@ def build_model(name, pretrained=True, weights=None, drop_path_rate=0.0):
     raise ValueError(f"unknown model {name!r}; {model_name_error(name)}")
 
 
-def resolve_device(device):
-    """``device`` checked, or the default (cuda when available, else cpu); raises ValueError
-    with a one-line fix when torch does not know it or it is absent."""
+def resolve_device(device, parser):
+    """The ``--device`` value checked, or the default (cuda when available, else cpu); when torch
+    does not know it or it is absent, ``parser.error`` with the fix (exit code 2)."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
-        raise ValueError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+        parser.error(f"--device {device}: not a device; use cpu, cuda or cuda:N")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        parser.error(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     return device
 
 

@@ -232,10 +232,7 @@ def parse_args(argv=None):
         parser.error(f"--threshold must be between 0 and 1 (got {args.threshold})")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
-    try:
-        args.device = resolve_device(args.device)
-    except ValueError as error:
-        parser.error(str(error))
+    args.device = resolve_device(args.device, parser)
     return args
 
 

@@ -185,10 +185,7 @@ def parse_args(argv=None):
     if missing:
         parser.error(f"{args.dataset_path}: missing split folder(s) {', '.join(missing)}; "
                      "a dataset holds train/, val/ and test/, each with real/ and fake/")
-    try:
-        args.device = resolve_device(args.device)
-    except ValueError as error:
-        parser.error(str(error))
+    args.device = resolve_device(args.device, parser)
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
     logging_parameters = LoggingParameters(args.model, args.dataset_path.name, args.optimizer, optimizer_params(args))
