@@ -72,25 +72,30 @@ def _load_failure_reason(error):
     return (lines[0] if lines else type(error).__name__)[:200]
 
 
-def load_checkpoint(path, required_keys=("model",)):
-    """Load a checkpoint dict on the CPU without unpickling code (``weights_only=True``).
+def load_tensors(path, kind, fix):
+    """``torch.load`` a file on the CPU without unpickling code (``weights_only=True``).
 
-    Raises CheckpointError with a one-line message naming the file when it is missing,
-    truncated, not a checkpoint, or lacks ``required_keys``.
+    Raises CheckpointError with one line naming the file, the ``kind`` of file expected and
+    the ``fix`` when it is missing, not written by ``torch.save``, truncated or refused by the
+    safe loader.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; train a model first (train_main.py) or pass the right path")
+        raise CheckpointError(f"{path}: {kind} not found; {fix}")
     with open(path, "rb") as handle:
         head = handle.read(2)
     if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip file (or, long ago, a pickle)
-        raise CheckpointError(f"{path}: not a loadable checkpoint (not a file written by torch.save); "
-                              "expected a .pt file written by train_main.py")
+        raise CheckpointError(f"{path}: not a loadable {kind} (not a file written by torch.save); {fix}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({_load_failure_reason(error)}); "
-                              "expected a file written by train_main.py") from None
+        raise CheckpointError(f"{path}: not a loadable {kind} ({_load_failure_reason(error)}); {fix}") from None
+
+
+def load_checkpoint(path, required_keys=("model",)):
+    """Load a checkpoint dict with ``load_tensors``; CheckpointError naming the file when it is
+    not loadable or lacks ``required_keys``."""
+    checkpoint = load_tensors(path, "checkpoint", "pass a .pt file written by train_main.py (train a model first)")
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys {list(required_keys)}")
     return checkpoint

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fileio import CheckpointError, load_checkpoint
-from xception import XCEPTION_MEAN, XCEPTION_STD, WeightsUnavailableError, build_xception_backbone
+from fileio import CheckpointError, load_checkpoint, load_tensors
+from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
 TIMM_PREFIX = "timm:"
@@ -151,12 +151,11 @@ def load_timm_weights(model, arch, weights, replaced):
     """Load the state dict file ``weights`` of timm ``arch`` into ``model`` in place. Keys for which
     ``replaced(key)`` is true and whose shape differs (a classifier of another size) are left as
     they are."""
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsUnavailableError(f"{weights}: cannot read it as a state dict ({type(error).__name__}); "
-                                      f"save one with torch.save(timm.create_model('{arch}').state_dict(), FILE)") from None
+    fix = f"pass weights saved with torch.save(timm.create_model('{arch}').state_dict(), FILE)"
+    state = load_tensors(weights, "weights file", fix)
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise CheckpointError(f"{weights}: not a state dict (names to tensors); {fix}")
     own = model.state_dict()
     state = {key: value for key, value in state.items()
              if not (replaced(key) and key in own and value.shape != own[key].shape)}
@@ -164,13 +163,11 @@ def load_timm_weights(model, arch, weights, replaced):
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # a tensor of another shape
         mismatch = str(error).splitlines()[-1].strip()[:160]
-        raise WeightsUnavailableError(f"{weights}: not a state dict of timm {arch} ({mismatch}); "
-                                      f"pass weights saved from timm.create_model('{arch}')") from None
+        raise CheckpointError(f"{weights}: not a state dict of timm {arch} ({mismatch}); {fix}") from None
     missing = [key for key in missing if not replaced(key)]
     if missing or unexpected:
-        raise WeightsUnavailableError(
-            f"{weights}: not a state dict of timm {arch} ({len(missing)} missing keys, e.g. {missing[:2]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); pass weights saved from timm.create_model('{arch}')")
+        raise CheckpointError(f"{weights}: not a state dict of timm {arch} ({len(missing)} missing keys, e.g. "
+                              f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}); {fix}")
 
 
 def model_normalization(name, model):

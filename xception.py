@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from fileio import CheckpointError
+from fileio import CheckpointError, load_tensors
 
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
@@ -32,12 +32,7 @@ def _to_timm_layout(state_dict):
 def load_xception_weights(model, weights):
     """Load a local ImageNet Xception state dict (timm or Cadene key layout) into ``model``."""
     path = Path(weights)
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: weights file not found; pass an existing file to --weights") from None
-    except Exception as error:
-        raise CheckpointError(f"{path}: not a loadable weights file ({str(error).splitlines()[0][:200]})") from None
+    state_dict = load_tensors(path, "weights file", "pass ImageNet Xception weights saved with torch.save to --weights")
     if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
         state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, dict):

@@ -21,11 +21,11 @@ from augment import (CROP_ASPECT, CROP_PADDING, ERASE_AREA, AugmentConfig, Augme
                      resized_crop_flip)
 from faces_dataset import (DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics, decode_dataset,
                            item_transform, make_batches)
+from fileio import CheckpointError
 from models import SimpleNet, build_model, load_trained_model, model_name, model_name_error
 from recipe import (CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, class_weights, lr_factor,
                     resolve_normalization)
 from trainer import LoggingParameters, Trainer, WeightAverage, model_file_name, output_paths, seed_everything
-from xception import WeightsUnavailableError
 
 PARAMETERS = LoggingParameters("SimpleNet", "toy", "AdamW", {"lr": 1e-4})
 
@@ -491,8 +491,14 @@ def test_timm_weights_load_from_a_local_file_and_bad_files_are_refused(tmp_path)
     assert torch.equal(model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
     assert model.fc.out_features == 2
     torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
-    with pytest.raises(WeightsUnavailableError, match="not a state dict of timm resnet10t"):
+    with pytest.raises(CheckpointError, match="not a state dict of timm resnet10t"):
         build_model("timm:resnet10t", weights=tmp_path / "simplenet.pth")
+    torch.save(torch.ones(3), tmp_path / "tensor.pth")
+    (tmp_path / "notes.txt").write_text("not weights")
+    for bad, says in [("missing.pth", "weights file not found"), ("notes.txt", r"not a loadable weights file \(not a file written by torch.save\)"),
+                      ("tensor.pth", r"not a state dict \(names to tensors\)")]:
+        with pytest.raises(CheckpointError, match=rf"{bad}: {says}.*timm.create_model\('resnet10t'\)"):
+            build_model("timm:resnet10t", weights=tmp_path / bad)
 
 
 def test_results_table_reports_test_metrics_at_the_chosen_epoch(tiny_run):
@@ -562,14 +568,14 @@ def test_patch_weights_load_from_a_full_timm_state_dict_and_bad_files_are_refuse
         assert torch.equal(value, source.state_dict()[key]), key
     assert model.patch_logits.out_channels == 2
     torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
-    with pytest.raises(WeightsUnavailableError, match="not a state dict of timm resnet10t"):
+    with pytest.raises(CheckpointError, match="not a state dict of timm resnet10t"):
         build_model("patch:resnet10t", weights=tmp_path / "simplenet.pth")
     torch.save({**source.state_dict(), "layer5.weight": torch.zeros(1)}, tmp_path / "bigger.pth")
-    with pytest.raises(WeightsUnavailableError, match=r"1 unexpected, e.g. \['layer5.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected, e.g. \['layer5.weight'\]"):
         build_model("patch:resnet10t", weights=tmp_path / "bigger.pth")  # another architecture's extra layers
     torch.save(timm.create_model("resnet14t").state_dict(), tmp_path / "resnet14t.pth")
     for name in ("patch:resnet10t", "timm:resnet10t"):  # same layer names, other shapes
-        with pytest.raises(WeightsUnavailableError, match=r"not a state dict of timm resnet10t \(size mismatch"):
+        with pytest.raises(CheckpointError, match=r"not a state dict of timm resnet10t \(size mismatch"):
             build_model(name, weights=tmp_path / "resnet14t.pth")
 
 
