@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU experiment grid (the ResNet-18 learning curve, then demo runs while time is left) on one
 # CUDA GPU, PARALLEL runs at a time; no run starts after BUDGET_S and none goes past RUN_LIMIT_S,
-# so it ends within BUDGET_S + RUN_LIMIT_S (13 minutes at most by default; on an H200 the learning
-# curve's seven runs, started at once, all finished within 293 s, docs/results.md):
+# so training ends within BUDGET_S + RUN_LIMIT_S (13 minutes at most by default; on an H200 the
+# learning curve's seven runs, started at once, all finished within 293 s, docs/results.md), then
+# the scoring with predict.py takes a minute or less:
 #
 #     bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]
 #
