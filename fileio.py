@@ -1,8 +1,8 @@
-"""Crash-safe file writes and safe checkpoint loading.
+"""Crash-safe file writes and safe loading of checkpoints and weights files.
 
 Every file the toolkit writes goes to a temporary file in the target folder and is
 renamed into place, so a reader never sees half a file and a failed write leaves the
-previous file intact. Checkpoints are always loaded with ``weights_only=True``.
+previous file intact. Checkpoints and weights are always loaded with ``weights_only=True``.
 """
 import json
 import os
@@ -16,8 +16,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+TRAINED_CHECKPOINT_FIX = "pass a .pt file written by train_main.py (train a model first)"
+
+
 class CheckpointError(RuntimeError):
-    """A checkpoint file that is missing, unreadable or of the wrong kind."""
+    """A checkpoint or weights file that is missing, unreadable or of the wrong kind."""
 
 
 def atomic_write(path, write):
@@ -69,21 +72,24 @@ def _load_failure_reason(error):
         detail = detail.replace("WeightsUnpickler error: ", "").split(" was not an allowed global")[0]
         return ("refused by the safe loader (weights_only=True): it holds objects other than tensors and plain "
                 f"values, and unpickling them could run code{'; ' + detail if detail else ''}")
-    return (lines[0] if lines else type(error).__name__)[:200]
+    return (lines[0].split(". ")[0] if lines else type(error).__name__)[:200]  # torch adds advice sentences
 
 
 def load_tensors(path, kind, fix):
     """``torch.load`` a file on the CPU without unpickling code (``weights_only=True``).
 
     Raises CheckpointError with one line naming the file, the ``kind`` of file expected and
-    the ``fix`` when it is missing, not written by ``torch.save``, truncated or refused by the
-    safe loader.
+    the ``fix`` when it is missing, unreadable, not written by ``torch.save``, truncated or
+    refused by the safe loader.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: {kind} not found; {fix}")
-    with open(path, "rb") as handle:
-        head = handle.read(2)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read the {kind} ({error.strerror or error}); {fix}") from None
     if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip file (or, long ago, a pickle)
         raise CheckpointError(f"{path}: not a loadable {kind} (not a file written by torch.save); {fix}")
     try:
@@ -92,10 +98,24 @@ def load_tensors(path, kind, fix):
         raise CheckpointError(f"{path}: not a loadable {kind} ({_load_failure_reason(error)}); {fix}") from None
 
 
-def load_checkpoint(path, required_keys=("model",)):
-    """Load a checkpoint dict with ``load_tensors``; CheckpointError naming the file when it is
-    not loadable or lacks ``required_keys``."""
-    checkpoint = load_tensors(path, "checkpoint", "pass a .pt file written by train_main.py (train a model first)")
+def is_state_dict(obj):
+    """Whether ``obj`` is a state dict: a dict of names to tensors."""
+    return isinstance(obj, dict) and all(isinstance(value, torch.Tensor) for value in obj.values())
+
+
+def state_dict_mismatch(error):
+    """The telling line of ``load_state_dict``'s RuntimeError (missing, unexpected or mis-shaped keys)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if line.startswith(("Missing key", "Unexpected key", "size mismatch"))]
+    line = (telling or lines or [type(error).__name__])[0]
+    return line if len(line) <= 160 else line[:160].rstrip(", ") + " ..."
+
+
+def load_checkpoint(path, required_keys=("model",), fix=TRAINED_CHECKPOINT_FIX):
+    """Load a checkpoint dict with ``load_tensors``; CheckpointError naming the file and ``fix``
+    when it is not loadable or lacks ``required_keys``."""
+    checkpoint = load_tensors(path, "checkpoint", fix)
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
-        raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys {list(required_keys)}")
+        raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys "
+                              f"{list(required_keys)}; {fix}")
     return checkpoint

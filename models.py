@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fileio import CheckpointError, load_checkpoint, load_tensors
+from fileio import CheckpointError, is_state_dict, load_checkpoint, load_tensors, state_dict_mismatch
 from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
@@ -148,13 +148,14 @@ def parse_patch_name(name):
 
 
 def load_timm_weights(model, arch, weights, replaced):
-    """Load the state dict file ``weights`` of timm ``arch`` into ``model`` in place. Keys for which
-    ``replaced(key)`` is true and whose shape differs (a classifier of another size) are left as
-    they are."""
+    """Load the state dict file ``weights`` of timm ``arch`` (bare, or under a ``state_dict`` or
+    ``model`` key) into ``model`` in place. Keys for which ``replaced(key)`` is true and whose
+    shape differs (a classifier of another size) are left as they are. Raises CheckpointError
+    naming the file when it is not such a state dict."""
     fix = f"pass weights saved with torch.save(timm.create_model('{arch}').state_dict(), FILE)"
     state = load_tensors(weights, "weights file", fix)
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+    if not is_state_dict(state):
         raise CheckpointError(f"{weights}: not a state dict (names to tensors); {fix}")
     own = model.state_dict()
     state = {key: value for key, value in state.items()
@@ -162,8 +163,7 @@ def load_timm_weights(model, arch, weights, replaced):
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # a tensor of another shape
-        mismatch = str(error).splitlines()[-1].strip()[:160]
-        raise CheckpointError(f"{weights}: not a state dict of timm {arch} ({mismatch}); {fix}") from None
+        raise CheckpointError(f"{weights}: not a state dict of timm {arch} ({state_dict_mismatch(error)}); {fix}") from None
     missing = [key for key in missing if not replaced(key)]
     if missing or unexpected:
         raise CheckpointError(f"{weights}: not a state dict of timm {arch} ({len(missing)} missing keys, e.g. "
@@ -260,6 +260,5 @@ def load_trained_model(checkpoint_path, device="cpu"):
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"{checkpoint_path}: weights do not fit {name} "
-                              f"({str(error).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{checkpoint_path}: weights do not fit {name} ({state_dict_mismatch(error)})") from None
     return model.to(device).eval(), checkpoint

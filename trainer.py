@@ -258,7 +258,8 @@ class Trainer:
                 "average": self.average.module.state_dict() if self.average is not None else None}
 
     def _resume(self, last_path, logging_parameters):
-        state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best"))
+        state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best"),
+                                fix="start a new run instead (--overwrite, or another --out-dir/--checkpoint-dir)")
         if state["history"].get("model") != logging_parameters.model_name:
             raise CheckpointError(f"{last_path}: holds a {state['history'].get('model')} run, "
                                   f"not {logging_parameters.model_name}; resume with the same -m")

@@ -52,6 +52,9 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated.pt: not a loadable checkpoint"):
         load_checkpoint(tmp_path / "truncated.pt")
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(tmp_path / "truncated.pt")
+    assert "central directory" in str(refused.value) and "likelihood" not in str(refused.value)  # torch's advice cut
     save_checkpoint(tmp_path / "other.pt", {"weights": 1})
     with pytest.raises(CheckpointError, match=r"other.pt: not a checkpoint of this toolkit; expected .*'model'"):
         load_checkpoint(tmp_path / "other.pt")
@@ -62,3 +65,14 @@ def test_a_torch_saved_object_is_refused_too(tmp_path):
     torch.save({"model": RunsCode()}, tmp_path / "evil2.pt")
     with pytest.raises(CheckpointError, match="evil2.pt: .*refused by the safe loader.*posix.system"):
         load_checkpoint(tmp_path / "evil2.pt")
+
+
+def test_an_unreadable_file_is_one_line_naming_it(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "locked.pt", {"model": {"w": torch.ones(3)}})
+
+    def permission_denied(path, mode="r"):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(fileio, "open", permission_denied, raising=False)
+    with pytest.raises(CheckpointError, match=r"locked.pt: cannot read the checkpoint \(Permission denied\); pass"):
+        load_checkpoint(tmp_path / "locked.pt")
+

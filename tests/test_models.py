@@ -71,8 +71,11 @@ def test_weights_in_cadene_layout(tmp_path, random_xception_state):
 
 def test_weights_of_another_model_are_refused(tmp_path):
     torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
-    with pytest.raises(CheckpointError, match="simplenet.pth.*not Xception"):
+    with pytest.raises(CheckpointError, match=r"simplenet.pth: not Xception .*\((Missing|Unexpected) key.*--weights"):
         xception.build_xception_backbone(weights=tmp_path / "simplenet.pth")
+    torch.save({"epoch": 3, "pointwise.weight": "not a tensor"}, tmp_path / "notes.pth")
+    with pytest.raises(CheckpointError, match=r"notes.pth: not a state dict \(names to tensors\); pass .* --weights"):
+        xception.build_xception_backbone(weights=tmp_path / "notes.pth")
 
 
 def test_pretrained_never_downloads_and_reads_the_hub_cache(monkeypatch, tmp_path):

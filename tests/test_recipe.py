@@ -494,9 +494,11 @@ def test_timm_weights_load_from_a_local_file_and_bad_files_are_refused(tmp_path)
     with pytest.raises(CheckpointError, match="not a state dict of timm resnet10t"):
         build_model("timm:resnet10t", weights=tmp_path / "simplenet.pth")
     torch.save(torch.ones(3), tmp_path / "tensor.pth")
+    torch.save({"epoch": 3, "fc.weight": 1}, tmp_path / "notes.pth")
     (tmp_path / "notes.txt").write_text("not weights")
     for bad, says in [("missing.pth", "weights file not found"), ("notes.txt", r"not a loadable weights file \(not a file written by torch.save\)"),
-                      ("tensor.pth", r"not a state dict \(names to tensors\)")]:
+                      ("tensor.pth", r"not a state dict \(names to tensors\)"),
+                      ("notes.pth", r"not a state dict \(names to tensors\)")]:
         with pytest.raises(CheckpointError, match=rf"{bad}: {says}.*timm.create_model\('resnet10t'\)"):
             build_model("timm:resnet10t", weights=tmp_path / bad)
 

@@ -175,6 +175,16 @@ def test_resume_refuses_changed_training_settings_but_not_placement(tmp_path):
     assert len(history["train_loss"]) == 2
 
 
+def test_a_damaged_last_checkpoint_says_to_start_a_new_run(tmp_path):
+    make_trainer(tmp_path).run(1, PARAMETERS)
+    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    data = last_path.read_bytes()
+    last_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=re.escape(f"{last_path}: not a loadable checkpoint (")
+                       + r".*\); start a new run instead \(--overwrite"):
+        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+
+
 def test_a_fresh_run_removes_the_last_checkpoint_it_replaces(tmp_path):
     make_trainer(tmp_path).run(1, PARAMETERS)
     _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
