@@ -98,9 +98,16 @@ def load_tensors(path, kind, fix):
         raise CheckpointError(f"{path}: not a loadable {kind} ({_load_failure_reason(error)}); {fix}") from None
 
 
-def is_state_dict(obj):
-    """Whether ``obj`` is a state dict: a dict of names to tensors."""
-    return isinstance(obj, dict) and all(isinstance(value, torch.Tensor) for value in obj.values())
+def load_weights_file(path, fix, wrappers=("state_dict",)):
+    """Load a state dict (names to tensors) with ``load_tensors``, taken out of the first of the
+    ``wrappers`` keys that holds a dict; CheckpointError naming the file and ``fix`` when the
+    file is not loadable or holds no state dict."""
+    state = load_tensors(path, "weights file", fix)
+    wrapper = next((key for key in wrappers if isinstance(state, dict) and isinstance(state.get(key), dict)), None)
+    state = state[wrapper] if wrapper else state
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise CheckpointError(f"{path}: not a state dict (names to tensors); {fix}")
+    return state
 
 
 def state_dict_mismatch(error):

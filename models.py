@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fileio import CheckpointError, is_state_dict, load_checkpoint, load_tensors, state_dict_mismatch
+from fileio import CheckpointError, load_checkpoint, load_weights_file, state_dict_mismatch
 from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
@@ -153,10 +153,7 @@ def load_timm_weights(model, arch, weights, replaced):
     shape differs (a classifier of another size) are left as they are. Raises CheckpointError
     naming the file when it is not such a state dict."""
     fix = f"pass weights saved with torch.save(timm.create_model('{arch}').state_dict(), FILE)"
-    state = load_tensors(weights, "weights file", fix)
-    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-    if not is_state_dict(state):
-        raise CheckpointError(f"{weights}: not a state dict (names to tensors); {fix}")
+    state = load_weights_file(weights, fix, wrappers=("state_dict", "model"))
     own = model.state_dict()
     state = {key: value for key, value in state.items()
              if not (replaced(key) and key in own and value.shape != own[key].shape)}

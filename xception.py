@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from fileio import CheckpointError, is_state_dict, load_tensors, state_dict_mismatch
+from fileio import CheckpointError, load_weights_file, state_dict_mismatch
 
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
@@ -33,11 +33,7 @@ def load_xception_weights(model, weights):
     """Load a local ImageNet Xception state dict (timm or Cadene key layout) into ``model``."""
     path = Path(weights)
     fix = "pass ImageNet Xception weights (a state dict saved with torch.save) to --weights"
-    state_dict = load_tensors(path, "weights file", fix)
-    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
-        state_dict = state_dict["state_dict"]
-    if not is_state_dict(state_dict):
-        raise CheckpointError(f"{path}: not a state dict (names to tensors); {fix}")
+    state_dict = load_weights_file(path, fix)
     try:
         model.load_state_dict(_to_timm_layout(state_dict))
     except RuntimeError as error:

@@ -50,9 +50,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     save_checkpoint(tmp_path / "good.pt", {"model": {"w": torch.ones(3)}})
     data = (tmp_path / "good.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated.pt: not a loadable checkpoint"):
-        load_checkpoint(tmp_path / "truncated.pt")
-    with pytest.raises(CheckpointError) as refused:
+    with pytest.raises(CheckpointError, match="truncated.pt: not a loadable checkpoint") as refused:
         load_checkpoint(tmp_path / "truncated.pt")
     assert "central directory" in str(refused.value) and "likelihood" not in str(refused.value)  # torch's advice cut
     save_checkpoint(tmp_path / "other.pt", {"weights": 1})
