@@ -4,6 +4,7 @@ models and patch detectors."""
 import argparse
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -194,6 +195,70 @@ def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes
     mean, std = history["config"]["normalization_mean_std"]
     best = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_AdamW.pt", weights_only=True)
     assert [list(x) for x in best["normalization"]] == [mean, std]
+
+
+@pytest.fixture
+def built_trainers(monkeypatch):
+    """The Trainers that train_main.main builds from now on, in order."""
+    built = []
+
+    class RecordedTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+    monkeypatch.setattr(train_main, "Trainer", RecordedTrainer)
+    return built
+
+
+def run_main(dataset, tmp_path, *flags):
+    """train_main.main on ``dataset`` (batch 8, CPU, outputs under ``tmp_path``); returns the run's JSON."""
+    code = train_main.main(["-d", str(dataset), "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+                            "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache"), *flags])
+    assert code == 0
+    [json_path] = (tmp_path / "out").glob("*.json")
+    return json.loads(json_path.read_text())
+
+
+def test_course_recipe_trains_with_the_course_settings(tiny_fakes, tmp_path, built_trainers):
+    history = run_main(tiny_fakes, tmp_path, "--recipe", "course")
+    for key, value in RECIPES["course"].items():
+        assert history["config"][key] == {"batch_size": 8}.get(key, value), key
+    assert len(history["train_loss"]) == 2 and history["lr"] == [1e-3, 1e-3]
+    [trainer] = built_trainers
+    assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["weight_decay"] == 0
+    assert trainer.scheduler is None and (trainer.clip_grad_norm, trainer.patience, trainer.mixup) == (0, 0, 0)
+    assert trainer.criterion.weight is None and trainer.criterion.label_smoothing == 0
+    assert trainer.selection_metric == "val_acc" and trainer.average is None
+    best = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_Adam.pt", weights_only=True)
+    assert tuple(map(tuple, best["normalization"])) == CIFAR10_NORMALIZATION
+
+
+def test_the_run_follows_the_warm_up_and_cosine_schedule_it_records(tiny_fakes, tmp_path):
+    # 24 training images in batches of 8: 3 steps per epoch, 3 warm-up steps, 9 in all; lr is read after each epoch
+    history = run_main(tiny_fakes, tmp_path, "-e", "3", "--lr", "0.002", "--warmup-epochs", "1", "--patience", "0")
+    assert history["lr"] == pytest.approx([0.002, 0.001, 0.0], abs=1e-12)
+    flat = run_main(tiny_fakes, tmp_path / "flat", "-e", "2", "--lr", "0.002", "--schedule", "constant",
+                    "--warmup-epochs", "0", "--patience", "0")
+    assert flat["lr"] == [0.002, 0.002]
+
+
+@pytest.mark.parametrize("balance", ["weights", "sampler", "none"])
+def test_class_balance_reaches_the_loss_or_the_sampler(tiny_fakes, tmp_path, built_trainers, balance):
+    unbalanced = tmp_path / "unbalanced"
+    shutil.copytree(tiny_fakes, unbalanced)
+    for path in sorted((unbalanced / "train" / "fake").iterdir())[4:]:
+        path.unlink()  # 12 real, 4 fake training images
+    run_main(unbalanced, tmp_path, "-e", "1", "--class-balance", balance)
+    [trainer] = built_trainers
+    loss_weights, sample_weights = trainer.criterion.weight, trainer.train_batches.sample_weights
+    if balance == "weights":
+        assert loss_weights.tolist() == pytest.approx([16 / 24, 16 / 8]) and sample_weights is None
+    elif balance == "sampler":
+        assert loss_weights is None
+        labels = trainer.train_dataset.labels
+        assert sample_weights[labels == 0].sum().item() == pytest.approx(sample_weights[labels == 1].sum().item())
+    else:
+        assert loss_weights is None and sample_weights is None
 
 
 @pytest.mark.parametrize("flags, message", [

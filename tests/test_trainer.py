@@ -1,3 +1,4 @@
+import copy
 import json
 import re
 import time
@@ -22,10 +23,11 @@ def learnable_split(count, seed):
     return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
 
 
-def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0, **options):
+def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0, criterion=None, **options):
     seed_everything(seed, deterministic=True)
     model = SimpleNet()
-    return Trainer(model, torch.optim.Adam(model.parameters(), lr=lr), torch.nn.CrossEntropyLoss(), batch_size,
+    return Trainer(model, torch.optim.Adam(model.parameters(), lr=lr), criterion or torch.nn.CrossEntropyLoss(),
+                   batch_size,
                    learnable_split(30, 1), learnable_split(10, 2), learnable_split(10, 3), seed=seed,
                    out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False, **options)
 
@@ -60,6 +62,54 @@ def test_averages_are_exact_per_sample_means(tmp_path):
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     assert accuracy == pytest.approx(expected_accuracy)
     assert trainer.validate() == (loss, accuracy)
+
+
+def test_evaluation_loss_is_plain_cross_entropy_whatever_the_training_loss(tmp_path):
+    plain = make_trainer(tmp_path / "plain")
+    smoothed_and_weighted = make_trainer(tmp_path / "other", criterion=torch.nn.CrossEntropyLoss(
+        weight=torch.tensor([0.3, 1.7]), label_smoothing=0.1))
+    for dataset in (plain.validation_dataset, plain.test_dataset):
+        assert smoothed_and_weighted.evaluate(dataset)["loss"] == pytest.approx(plain.evaluate(dataset)["loss"],
+                                                                                rel=1e-6)
+
+
+def test_ties_keep_the_earlier_epoch(tmp_path, script_validation_accuracy):
+    trainer = make_trainer(tmp_path)
+    script_validation_accuracy(trainer, [0.6, 0.9, 0.9])
+    history = trainer.run(3, PARAMETERS)
+    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    assert history["best_epoch"] == 2 and torch.load(best_path, weights_only=True)["epoch"] == 2
+
+
+def test_the_best_checkpoint_holds_the_best_epochs_weights(tmp_path, monkeypatch, script_validation_accuracy):
+    trainer = make_trainer(tmp_path)
+    script_validation_accuracy(trainer, [0.6, 0.9, 0.7])
+    weights_after = {}
+    real_train_one_epoch = trainer.train_one_epoch
+
+    def train_and_keep_the_weights():
+        result = real_train_one_epoch()
+        weights_after[trainer.epoch] = copy.deepcopy(trainer.model.state_dict())
+        return result
+    monkeypatch.setattr(trainer, "train_one_epoch", train_and_keep_the_weights)
+    trainer.run(3, PARAMETERS)
+    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    best = torch.load(best_path, weights_only=True)["model"]
+    assert all(torch.equal(value, best[key]) for key, value in weights_after[2].items())
+    assert not all(torch.equal(value, best[key]) for key, value in weights_after[3].items())
+
+
+def test_resume_keeps_the_best_epoch_and_the_patience_count(tmp_path, script_validation_accuracy):
+    first = make_trainer(tmp_path, patience=2)
+    script_validation_accuracy(first, [0.6, 0.9])
+    first.run(2, PARAMETERS)
+    resumed = make_trainer(tmp_path, patience=2)
+    script_validation_accuracy(resumed, [0.7, 0.8, 0.95, 0.95])  # below epoch 2's 0.9 until it must have stopped
+    history = resumed.run(6, PARAMETERS, resume=True)
+    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    assert history["val_acc"] == [0.6, 0.9, 0.7, 0.8]
+    assert history["best_epoch"] == 2 and history["stopped_early"] == 4
+    assert torch.load(best_path, weights_only=True)["epoch"] == 2
 
 
 @pytest.mark.parametrize("metric, key", [("val_acc", "accuracy"), ("val_auc", "auc")])
@@ -231,18 +281,19 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert len(json.loads((tmp_path / "out" / "toy_SimpleNet_Adam.json").read_text())["train_loss"]) == 1
 
 
-def test_resume_on_the_per_item_path_with_workers_matches_an_uninterrupted_run(tiny_fakes, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # 0: the augmentations draw from torch's global generator
+def test_resume_on_the_per_item_path_matches_an_uninterrupted_run(tiny_fakes, tmp_path, workers):
     def per_item_trainer(directory, seed=0):
         seed_everything(seed, deterministic=True)
         model = SimpleNet()
         splits = [FacesDataset(tiny_fakes / split) for split in ("train", "val", "test")]
         return Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-4), torch.nn.CrossEntropyLoss(), 8, *splits,
-                       seed=seed, workers=2, out_dir=directory / "out", checkpoint_dir=directory / "checkpoints",
+                       seed=seed, workers=workers, out_dir=directory / "out", checkpoint_dir=directory / "checkpoints",
                        progress=False, checkpoint_interval=0)
     uninterrupted = per_item_trainer(tmp_path / "a")
     uninterrupted.run(2, PARAMETERS)
     per_item_trainer(tmp_path / "b").run(1, PARAMETERS)
-    resumed = per_item_trainer(tmp_path / "b", seed=123)  # a fresh process: worker seeds must come from the checkpoint
+    resumed = per_item_trainer(tmp_path / "b", seed=123)  # a fresh process: the random state must come from the checkpoint
     history = resumed.run(2, PARAMETERS, resume=True)
     assert history["train_loss"] == uninterrupted.history["train_loss"]
     for key, value in uninterrupted.model.state_dict().items():
