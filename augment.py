@@ -29,7 +29,7 @@ In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compress
 """
 import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from PIL import Image
 IMAGE_SIZE = 256
 CROP_PADDING = 4
 CROP_MODES = ("pad", "native", "resized", "none")
+MIN_CROP_SIZE = 32  # --crop native windows: a deep CNN's output stride, and wider than the blur kernel
 CROP_ASPECT = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10
 BLUR_SIGMA = (0.0, 3.0)
@@ -81,9 +82,6 @@ class AugmentConfig:
     def photometric(self):
         """Whether any op beyond crop and flip is on."""
         return self.jitter > 0 or self.blur_prob > 0 or self.jpeg_prob > 0 or self.erase_prob > 0
-
-    def as_dict(self):
-        return asdict(self)
 
 
 def draw_crop_flip(count, generator, span=2 * CROP_PADDING):

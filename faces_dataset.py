@@ -163,12 +163,30 @@ class DecodedFaces(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-def _cache_key(dataset):
-    digest = hashlib.sha256(f"v{CACHE_VERSION} size{IMAGE_SIZE}".encode())
+def _file_lines(dataset, with_mtime):
+    """One line per file of a split: its path under the split, label, size (and modification time)."""
     for path, label in zip(dataset.files, dataset.labels):
         stat = path.stat()
-        digest.update(f"{path.relative_to(dataset.root_path)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        mtime = f"|{stat.st_mtime_ns}" if with_mtime else ""
+        yield f"{path.relative_to(dataset.root_path)}|{int(label)}|{stat.st_size}{mtime}\n".encode()
+
+
+def _cache_key(dataset):
+    digest = hashlib.sha256(f"v{CACHE_VERSION} size{IMAGE_SIZE}".encode())
+    for line in _file_lines(dataset, with_mtime=True):
+        digest.update(line)
     return digest.hexdigest()[:20]
+
+
+def data_digest(splits):
+    """A short digest of the splits' file names, labels and sizes: the same data gives the same digest
+    wherever it is copied (a resumed run checks it has the data it started with)."""
+    digest = hashlib.sha256()
+    for split in splits:
+        digest.update(f"{split.root_path.name}\n".encode())
+        for line in _file_lines(split, with_mtime=False):
+            digest.update(line)
+    return digest.hexdigest()[:16]
 
 
 def _decode_one(path):

@@ -122,7 +122,12 @@ def load_checkpoint(path, required_keys=("model",), fix=TRAINED_CHECKPOINT_FIX):
     """Load a checkpoint dict with ``load_tensors``; CheckpointError naming the file and ``fix``
     when it is not loadable or lacks ``required_keys``."""
     checkpoint = load_tensors(path, "checkpoint", fix)
+    require_keys(checkpoint, path, required_keys, fix)
+    return checkpoint
+
+
+def require_keys(checkpoint, path, required_keys, fix=TRAINED_CHECKPOINT_FIX):
+    """CheckpointError naming ``path`` and ``fix`` unless ``checkpoint`` is a dict with ``required_keys``."""
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys "
                               f"{list(required_keys)}; {fix}")
-    return checkpoint

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fileio import CheckpointError, load_checkpoint, load_weights_file, state_dict_mismatch
+from fileio import CheckpointError, load_checkpoint, load_weights_file, require_keys, state_dict_mismatch
 from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
@@ -102,8 +102,9 @@ def build_timm_model(arch, weights=None, drop_path_rate=0.0):
     of another size, is replaced), and stochastic depth ``drop_path_rate``. Nothing is downloaded."""
     model = create_timm(arch, drop_path_rate, pretrained=False, num_classes=2)
     if weights is not None:
-        head = model.pretrained_cfg.get("classifier", "fc") + "."
-        load_timm_weights(model, arch, weights, replaced=lambda key: key.startswith(head))
+        heads = model.pretrained_cfg.get("classifier", "fc")  # a name, or a tuple (e.g. DeiT's head, head_dist)
+        prefixes = tuple(f"{head}." for head in ((heads,) if isinstance(heads, str) else heads))
+        load_timm_weights(model, arch, weights, replaced=lambda key: key.startswith(prefixes))
     return model
 
 
@@ -208,6 +209,10 @@ def resolve_device(device, parser):
         parser.error(f"--device {device}: not a device; use cpu, cuda or cuda:N")
     if kind == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        parser.error(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                     f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -216,12 +221,16 @@ def precision_settings(model_name, device, amp="auto"):
 
     bf16 autocast and channels_last only on CUDA: ``auto`` turns them on for XceptionBased,
     where they measured faster, and for timm and patch models (deep CNNs like it), and off for
-    SimpleNet, where fp32 measured faster;
-    ``bf16`` forces them on, ``off`` off. On the CPU they are always off (bf16 is slow there).
+    SimpleNet, where fp32 measured faster, and on GPUs without native bf16 (before Ampere, where
+    it is emulated and slow); ``bf16`` forces them on, ``off`` off. On the CPU they are always
+    off (bf16 is slow there).
     """
     if torch.device(device).type != "cuda" or amp == "off":
         return None, False
-    if amp == "bf16" or model_name in BF16_FASTER or model_name.startswith((TIMM_PREFIX, PATCH_PREFIX)):
+    if amp == "bf16":
+        return torch.bfloat16, True
+    faster = model_name in BF16_FASTER or model_name.startswith((TIMM_PREFIX, PATCH_PREFIX))
+    if faster and torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.bfloat16, True
     return None, False
 
@@ -246,9 +255,7 @@ def load_trained_model(checkpoint_path, device="cpu"):
         best = Path(checkpoint_path).name.replace("_last.pt", ".pt")
         raise CheckpointError(f"{checkpoint_path}: the resume state of a run (for train_main.py --resume), not a "
                               f"detector checkpoint; pass the run's best checkpoint ({best})")
-    if "model_name" not in checkpoint:
-        raise CheckpointError(f"{checkpoint_path}: not a checkpoint of this toolkit; expected a dict with keys "
-                              "['model', 'model_name']")
+    require_keys(checkpoint, checkpoint_path, ("model", "model_name"))
     name = checkpoint["model_name"]
     if not isinstance(name, str) or model_name_error(name):
         reason = model_name_error(name) if isinstance(name, str) else model_name_error("")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from augment import CROP_MODES, IMAGE_SIZE, AugmentConfig
-from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, decode_dataset,
+from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE, AugmentConfig
+from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, data_digest, decode_dataset,
                            drop_unreadable, place_images)
 from fileio import CheckpointError
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
@@ -50,6 +50,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None):
+    """(checked arguments, LoggingParameters of the run); exits 2 with a one-line fix on bad input."""
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
                         help=f"SimpleNet, XceptionBased, {TIMM_PREFIX}ARCH for any timm architecture "
@@ -191,10 +192,13 @@ def parse_args(argv=None):
     logging_parameters = LoggingParameters(args.model, args.dataset_path.name, args.optimizer, optimizer_params(args))
     paths = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)
     existing = [path for path in paths if path.exists()]
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite contradict each other: --resume continues the run, "
+                     "--overwrite starts it again; pass one")
     if existing and not (args.overwrite or args.resume):
         parser.error(f"{existing[0]} exists from an earlier run; pass --resume to continue it "
                      "or --overwrite to replace it (or choose another --out-dir/--checkpoint-dir)")
-    if existing and args.resume and not args.overwrite and not paths[2].exists():
+    if existing and args.resume and not paths[2].exists():
         parser.error(f"--resume: {paths[2]} (the run's last checkpoint) not found, so {existing[0]} cannot be "
                      "continued; pass --overwrite to start the run again")
     return args, logging_parameters
@@ -223,8 +227,8 @@ def check_recipe_values(parser, args):
             allowed = f"a finite number >= {low}" if high == math.inf else f"in [{low}, {high}]"
             parser.error(f"{flag} must be {allowed} (got {value})")
     if args.crop == "native":
-        if not 0 < args.crop_size <= IMAGE_SIZE:
-            parser.error(f"--crop-size must be in 1..{IMAGE_SIZE} (got {args.crop_size})")
+        if not MIN_CROP_SIZE <= args.crop_size <= IMAGE_SIZE:
+            parser.error(f"--crop-size must be in {MIN_CROP_SIZE}..{IMAGE_SIZE} (got {args.crop_size})")
         if not has_global_pooling(args.model) and args.crop_size != IMAGE_SIZE:
             parser.error(f"--crop native: {args.model} takes {IMAGE_SIZE}x{IMAGE_SIZE} inputs only; "
                          f"use --crop pad or a model with global pooling (XceptionBased, {TIMM_PREFIX}ARCH, {PATCH_PREFIX}ARCH)")
@@ -255,6 +259,7 @@ def resolve_dataset(name, data_root):
 
 
 def optimizer_params(args):
+    """The optimizer's settings, as the JSON and the run's name record them."""
     if args.optimizer == "SGD":
         return {"lr": args.lr, "momentum": args.momentum}
     if args.optimizer == "AdamW":
@@ -318,6 +323,7 @@ def main(argv=None):
         return 2
     try:
         train, val, test = load_splits(args)
+        config["data_digest"] = data_digest((train, val, test))
         normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), train)
         print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")
         config["normalization_mean_std"] = [list(normalization[0]), list(normalization[1])]

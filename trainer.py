@@ -2,6 +2,7 @@
 checkpoints, and a ``last`` checkpoint that resumes a killed run where it stopped."""
 import copy
 import math
+import os
 import platform
 import random
 import time
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from augment import mixup_batch
 from faces_dataset import make_batches
-from fileio import CheckpointError, load_checkpoint, save_checkpoint, write_json
+from fileio import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
 from metrics import binary_metrics
 from recipe import SYMMETRIC_NORMALIZATION
 
@@ -38,7 +39,8 @@ RESUME_MAY_DIFFER = {"device", "workers", "no_cache", "cache_dir", "strict", "am
 
 def setting_flag(key):
     """The train_main.py flag of config ``key`` (``weight_decay`` -> ``--weight-decay``)."""
-    special = {"batch_size": "--batch_size", "normalization_mean_std": "the input normalization (mean, std)"}
+    special = {"batch_size": "--batch_size", "normalization_mean_std": "the input normalization (mean, std)",
+               "data_digest": "data whose file names, labels and sizes digest to"}
     return special.get(key, f"--{key.replace('_', '-')}")
 
 
@@ -57,15 +59,18 @@ class LoggingParameters:
 
     @property
     def run_name(self):
+        """``{dataset}_{model}_{optimizer}``, with ``:`` in timm model names made safe for file names."""
         return f"{self.dataset_name}_{model_file_name(self.model_name)}_{self.optimizer_name}"
 
 
 def seed_everything(seed, deterministic=False):
-    """Seed Python, NumPy and torch; optionally make torch choose deterministic algorithms."""
+    """Seed Python, NumPy and torch; optionally make torch choose deterministic algorithms
+    (cuBLAS included: its workspace setting must come before CUDA starts)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
@@ -100,6 +105,7 @@ class WeightAverage:
         self.decay = decay
 
     def decay_at(self, step):
+        """The decay applied after optimizer step ``step`` (0-based)."""
         return min(self.decay, 1 - (1 + step) ** -0.75)
 
     @torch.no_grad()
@@ -161,13 +167,14 @@ class Trainer:
         self.autocast_dtype, self.normalization = autocast_dtype, normalization
         self.selection_metric, self.out_dir, self.checkpoint_dir = selection_metric, out_dir, checkpoint_dir
         self.config, self.progress = dict(config or {}), progress
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # training order and augmentations; saved for resume
+        self.eval_generator = torch.Generator().manual_seed(seed)  # evaluation draws nothing from the training stream
         mean, std = normalization
         self.train_batches = make_batches(train_dataset, batch_size, self.device, mean, std, True,
                                           self.generator, workers, channels_last, augment, sample_weights)
         self.eval_batches = {
             id(dataset): make_batches(dataset, 2 * batch_size, self.device, mean, std, False,
-                                      self.generator, workers, channels_last)
+                                      self.eval_generator, workers, channels_last)
             for dataset in (validation_dataset, test_dataset)}
         self.epoch, self.steps, self.history, self.best = 0, 0, None, None
 
@@ -220,7 +227,7 @@ class Trainer:
         batches = self.eval_batches.get(id(dataset))
         if batches is None:
             mean, std = self.normalization
-            batches = make_batches(dataset, 2 * self.batch_size, self.device, mean, std, False, self.generator)
+            batches = make_batches(dataset, 2 * self.batch_size, self.device, mean, std, False, self.eval_generator)
         loss_sum = torch.zeros((), device=self.device)
         scores, labels_seen = [], []
         for images, labels in batches:
@@ -242,9 +249,11 @@ class Trainer:
         return result["loss"], result["accuracy"]
 
     def validate(self):
+        """(average loss, accuracy) on the validation split."""
         return self.evaluate_model_on_dataloader(self.validation_dataset)
 
     def test(self):
+        """(average loss, accuracy) on the test split."""
         return self.evaluate_model_on_dataloader(self.test_dataset)
 
     def _state(self, history, best):
@@ -258,8 +267,9 @@ class Trainer:
                 "average": self.average.module.state_dict() if self.average is not None else None}
 
     def _resume(self, last_path, logging_parameters):
-        state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best"),
-                                fix="start a new run instead (--overwrite, or another --out-dir/--checkpoint-dir)")
+        new_run = "start a new run instead (--overwrite, or another --out-dir/--checkpoint-dir)"
+        state = load_checkpoint(last_path, required_keys=("model", "optimizer", "epoch", "history", "best",
+                                                          "generator", "torch_rng", "cuda_rng"), fix=new_run)
         if state["history"].get("model") != logging_parameters.model_name:
             raise CheckpointError(f"{last_path}: holds a {state['history'].get('model')} run, "
                                   f"not {logging_parameters.model_name}; resume with the same -m")
@@ -270,12 +280,16 @@ class Trainer:
         if changed:
             raise CheckpointError(f"{last_path}: holds a run with {', '.join(changed)}; resume with the run's own "
                                   "settings, or start a new run (--overwrite, or another --out-dir/--checkpoint-dir)")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.average is not None:
-            self.average.module.load_state_dict(state.get("average") or state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            if self.average is not None:
+                self.average.module.load_state_dict(state.get("average") or state["model"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(f"{last_path}: its saved state does not fit this run "
+                                  f"({state_dict_mismatch(error)}); {new_run}") from None
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
@@ -283,6 +297,14 @@ class Trainer:
         self.epoch = state["epoch"]
         self.steps = state.get("steps", self.epoch * len(self.train_batches))
         return state["history"], state["best"]
+
+    def _resume_record(self):
+        """What the JSON notes of a resume: after which epoch, the settings it was free to change and did
+        (device, workers, ...), and the library versions it continued with."""
+        first = self.history.get("config") or {}
+        changed = {key: self.config[key] for key in sorted(RESUME_MAY_DIFFER & self.config.keys() - {"resume"})
+                   if first.get(key) != self.config[key]}
+        return {"after_epoch": self.epoch, "changed": changed, "versions": library_versions()}
 
     def run(self, epochs, logging_parameters, resume=False):
         """Train until ``epochs`` epochs are done; returns the history written to the JSON.
@@ -302,6 +324,7 @@ class Trainer:
                 stale.unlink()  # left by a run killed while writing
         if resume and last_path.exists():
             self.history, self.best = self._resume(last_path, logging_parameters)
+            self.history.setdefault("resumes", []).append(self._resume_record())
             write_json(json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
         elif self.history is None:
@@ -358,26 +381,29 @@ class Trainer:
         return history
 
 
+def format_metric(value, missing="n/a"):
+    """A metric with three decimals, or ``missing`` when it is undefined (None)."""
+    return missing if value is None else f"{value:.3f}"
+
+
 def format_epoch(epoch, epochs, record):
-    def show(value):
-        return "  n/a" if value is None else f"{value:.3f}"
+    """The one-line progress report of an epoch."""
+    auc, test_auc = format_metric(record["val_auc"], "  n/a"), format_metric(record["test_auc"], "  n/a")
+    balanced = format_metric(record["test_balanced_acc"], "  n/a")
     return (f"epoch {epoch}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.3f} | "
-            f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f} auc {show(record['val_auc'])} | "
-            f"test acc {record['test_acc']:.3f} auc {show(record['test_auc'])} "
-            f"bal.acc {show(record['test_balanced_acc'])} | {record['epoch_seconds']:.1f}s "
+            f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f} auc {auc} | "
+            f"test acc {record['test_acc']:.3f} auc {test_auc} bal.acc {balanced} | {record['epoch_seconds']:.1f}s "
             f"({record['train_images_per_s']:.0f} img/s)")
 
 
 def format_history_table(history):
     """The per-epoch results of a run as a Markdown table (best-on-validation epoch starred)."""
-    def show(value):
-        return "n/a" if value is None else f"{value:.3f}"
     lines = ["| epoch | train loss | train acc | val acc | val AUC | test acc | test AUC | test bal. acc | seconds |",
              "|---|---|---|---|---|---|---|---|---|"]
     for index in range(len(history["train_loss"])):
         star = "*" if history["best_epoch"] == index + 1 else ""
-        lines.append(f"| {index + 1}{star} | {history['train_loss'][index]:.4f} | {show(history['train_acc'][index])} | "
-                     f"{show(history['val_acc'][index])} | {show(history['val_auc'][index])} | "
-                     f"{show(history['test_acc'][index])} | {show(history['test_auc'][index])} | "
-                     f"{show(history['test_balanced_acc'][index])} | {history['epoch_seconds'][index]:.1f} |")
+        metrics = " | ".join(format_metric(history[key][index]) for key in (
+            "train_acc", "val_acc", "val_auc", "test_acc", "test_auc", "test_balanced_acc"))
+        lines.append(f"| {index + 1}{star} | {history['train_loss'][index]:.4f} | {metrics} | "
+                     f"{history['epoch_seconds'][index]:.1f} |")
     return "\n".join(lines)

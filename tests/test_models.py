@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 
@@ -116,7 +117,8 @@ def test_load_trained_model_round_trip_and_errors(tmp_path):
         load_trained_model(tmp_path / "junk.pt")
 
 
-def test_precision_settings_never_use_bf16_on_the_cpu():
+def test_precision_settings_never_use_bf16_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert models.precision_settings("XceptionBased", "cpu", "bf16") == (None, False)
     assert models.precision_settings("XceptionBased", "cuda", "auto") == (torch.bfloat16, True)
     assert models.precision_settings("SimpleNet", "cuda", "auto") == (None, False)
@@ -124,3 +126,20 @@ def test_precision_settings_never_use_bf16_on_the_cpu():
     assert models.precision_settings("XceptionBased", "cuda", "off") == (None, False)
     assert models.precision_settings("patch:resnet10t", "cuda") == (torch.bfloat16, True)
     assert models.precision_settings("patch:resnet10t", "cpu") == (None, False)
+
+
+def test_auto_precision_keeps_fp32_on_gpus_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert models.precision_settings("timm:resnet18", "cuda", "auto") == (None, False)
+    assert models.precision_settings("timm:resnet18", "cuda", "bf16") == (torch.bfloat16, True)
+
+
+def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    parser = argparse.ArgumentParser(prog="train_main.py")
+    assert models.resolve_device("cuda:1", parser) == "cuda:1"
+    with pytest.raises(SystemExit) as exit_info:
+        models.resolve_device("cuda:2", parser)
+    assert exit_info.value.code == 2
+    assert "--device cuda:2: this machine has 2 CUDA device(s); use cuda:0 to cuda:1" in capsys.readouterr().err

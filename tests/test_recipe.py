@@ -272,6 +272,8 @@ def test_class_balance_reaches_the_loss_or_the_sampler(tiny_fakes, tmp_path, bui
     (["--mixup", "-1"], "--mixup must be a finite number >= 0"),
     (["--erase-prob", "1.5"], "--erase-prob must be in [0, 1]"),
     (["--crop-scale", "0"], "--crop-scale must be in [0.01, 1]"),
+    (["-m", "timm:resnet10t", "--crop", "native", "--crop-size", "16"], "--crop-size must be in 32..256 (got 16)"),
+    (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
     (["--ema", "1"], "--ema must be in [0, 0.99999]"),
     (["-m", "patch:no_such_net"], "not a timm architecture"),
     (["-m", "patch:resnet10t@3"], "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"),
@@ -566,6 +568,16 @@ def test_timm_weights_load_from_a_local_file_and_bad_files_are_refused(tmp_path)
                       ("notes.pth", r"not a state dict \(names to tensors\)")]:
         with pytest.raises(CheckpointError, match=rf"{bad}: {says}.*timm.create_model\('resnet10t'\)"):
             build_model("timm:resnet10t", weights=tmp_path / bad)
+
+
+def test_timm_weights_load_when_the_architecture_has_two_heads(tmp_path):
+    import timm
+    arch = "deit_tiny_distilled_patch16_224"  # classifier ("head", "head_dist")
+    source = timm.create_model(arch, pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "deit.pth")
+    model = build_model(f"timm:{arch}", weights=tmp_path / "deit.pth")
+    assert torch.equal(model.state_dict()["cls_token"], source.state_dict()["cls_token"])
+    assert model.head.out_features == model.head_dist.out_features == 2
 
 
 def test_results_table_reports_test_metrics_at_the_chosen_epoch(tiny_run):

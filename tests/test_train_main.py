@@ -127,6 +127,25 @@ def test_resume_may_change_where_and_how_fast_it_runs(tiny_run, tmp_path, capsys
     assert code == 1 and "--lr 0.0005 (now 0.001)" in capsys.readouterr().err
 
 
+def test_resume_refuses_other_data_and_records_what_it_changed(tiny_fakes, tmp_path, capsys):
+    moved, other = tmp_path / "moved" / "tiny_fakes", tmp_path / "other" / "tiny_fakes"
+    shutil.copytree(tiny_fakes, moved)
+    shutil.copytree(tiny_fakes, other)
+    sorted((other / "train" / "fake").iterdir())[0].unlink()
+    common = ["-e", "2", "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+              "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")]
+    assert train_main.main(["-d", str(tiny_fakes), *common]) == 0
+    capsys.readouterr()
+    assert train_main.main(["-d", str(other), *common, "--resume"]) == 1
+    assert "holds a run with data whose file names, labels and sizes digest to" in capsys.readouterr().err
+    assert train_main.main(["-d", str(moved), *common, "--resume", "--workers", "1"]) == 0
+    history = json.loads((tmp_path / "out" / "tiny_fakes_SimpleNet_AdamW.json").read_text())
+    [resume] = history["resumes"]
+    assert resume["after_epoch"] == 2 and len(history["train_loss"]) == 2
+    assert resume["changed"]["dataset_path"] == str(moved) and resume["changed"]["workers"] == 1
+    assert resume["versions"]["torch"] == str(torch.__version__)
+
+
 def test_resume_with_nothing_to_resume_says_it_starts_afresh(tiny_fakes, tmp_path, capsys):
     code = train_main.main(["-d", str(tiny_fakes), "-e", "1", "--resume", "--device", "cpu", "--out-dir",
                             str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),

@@ -1,5 +1,6 @@
 import copy
 import json
+import os
 import re
 import time
 from types import SimpleNamespace
@@ -299,3 +300,36 @@ def test_resume_on_the_per_item_path_matches_an_uninterrupted_run(tiny_fakes, tm
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
 
+
+
+def test_a_last_checkpoint_whose_state_does_not_fit_says_to_start_a_new_run(tmp_path):
+    make_trainer(tmp_path).run(1, PARAMETERS)
+    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    state = torch.load(last_path, weights_only=True)
+    del state["model"]["fc3.weight"]
+    torch.save(state, last_path)
+    with pytest.raises(CheckpointError, match=re.escape(f"{last_path}: its saved state does not fit this run (Missing "
+                                                        "key(s) in state_dict: \"fc3.weight\"") + r".*start a new run"):
+        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+    del state["generator"]
+    torch.save(state, last_path)
+    with pytest.raises(CheckpointError, match=r"not a checkpoint of this toolkit; expected .*'generator'.*start a new"):
+        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+
+
+def test_evaluation_draws_nothing_from_the_training_random_stream(tiny_fakes, tmp_path):
+    seed_everything(0)
+    model = SimpleNet()
+    splits = [FacesDataset(tiny_fakes / split) for split in ("train", "val", "test")]
+    trainer = Trainer(model, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(), 8, *splits,
+                      out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False)
+    before = trainer.generator.get_state()
+    trainer.validate()
+    trainer.test()
+    assert torch.equal(trainer.generator.get_state(), before)
+
+
+def test_deterministic_mode_makes_cublas_deterministic_too(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seed_everything(0, deterministic=True)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
