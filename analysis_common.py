@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from tqdm import tqdm
 
-from faces_dataset import SPLITS, DatasetError, FacesDataset, Normalizer
-from fileio import CheckpointError, save_figure
+from faces_dataset import SPLITS, DatasetError, FacesDataset, Normalizer, dataset_name, drop_unreadable
+from fileio import CheckpointError, output_problem, save_figure
 from models import load_trained_model, model_name, resolve_device
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
 from train_main import resolve_dataset
@@ -61,6 +61,9 @@ def parse_args(parser, argv):
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     if hasattr(args, "device"):
         args.device = resolve_device(args.device, parser)
+    problem = output_problem("--figures-dir", args.figures_dir, folder=True)
+    if problem:
+        parser.error(problem)
     return args
 
 
@@ -74,10 +77,6 @@ def exits_on_error(main):
             print(f"error: {error}", file=sys.stderr)
             return 1
     return wrapper
-
-
-def dataset_name(dataset):
-    return Path(dataset).name
 
 
 def run_paths(args):
@@ -149,15 +148,17 @@ def find_dataset(name, data_root):
 
 
 def load_split(args):
-    """The split evaluated (``--split`` of ``--eval-dataset``, default the run's own dataset)."""
-    return FacesDataset(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split,
-                        require_both_classes=False)
+    """The split evaluated (``--split`` of ``--eval-dataset``, default the run's own dataset);
+    files that cannot be read are skipped with a warning, as training skips them."""
+    split = FacesDataset(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split,
+                         require_both_classes=False)
+    return drop_unreadable(split, progress=False)
 
 
 def figure_prefix(args):
-    """``{dataset}_{model}``, plus ``_on_{evaluated dataset}`` for a cross-dataset evaluation and
-    ``_{split}`` for a split other than test."""
-    prefix = f"{dataset_name(args.dataset)}_{model_file_name(args.model)}"
+    """The run's name ``{dataset}_{model}_{optimizer}``, plus ``_on_{evaluated dataset}`` for a
+    cross-dataset evaluation and ``_{split}`` for a split other than test."""
+    prefix = LoggingParameters(args.model, dataset_name(args.dataset), args.optimizer).run_name
     if evaluated_name(args) != dataset_name(args.dataset):
         prefix += f"_on_{evaluated_name(args)}"
     return prefix if args.split == "test" else f"{prefix}_{args.split}"

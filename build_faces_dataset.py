@@ -219,8 +219,12 @@ def parse_args(argv=None):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     for name in ("real", "fake"):
-        if not Path(getattr(args, name)).is_dir():
-            parser.error(f"--{name} {getattr(args, name)}: folder not found; pass the folder that holds the {name} photos/videos")
+        folder = getattr(args, name)
+        if not Path(folder).is_dir():
+            parser.error(f"--{name} {folder}: folder not found; pass the folder that holds the {name} photos/videos")
+        if not list_sources(folder):
+            parser.error(f"--{name} {folder}: no photos or videos found (looked for "
+                         f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}); add some or pass another folder")
     if args.frames < 1:
         parser.error(f"--frames must be >= 1 (got {args.frames})")
     if min(args.ratios) < 0 or args.ratios[0] <= 0 or abs(sum(args.ratios) - 1) > 1e-6:

@@ -10,7 +10,7 @@
 
 Layout: ``{out}/{name}/{train,val,test}/{real,fake}/NNNNN.png`` plus the ground-truth
 manipulation mask of every fake in ``{split}/masks/NNNNN.png`` (255 = manipulated) and a
-``manifest.json``. Usage: ``python demo_data.py [--out data] [--seed 0]``.
+``manifest.json``. Usage: ``python demo_data.py [--out data] [--seed 0] [--workers N]``.
 """
 import argparse
 import json

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fileio import output_problem
 from metrics import binary_metrics, mean_in_log_odds
 from results_table import print_table, show
 
@@ -105,6 +106,10 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", help="run names, e.g. sg_resnet18 sg_resnet18_seed1")
     parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
+    inputs = [Path(args.predictions_dir) / f"{run}_{split}.csv" for run in args.runs for split in SPLITS]
+    problem = output_problem("-o", args.output, inputs)
+    if problem:
+        parser.error(problem)
     try:
         table = ensemble_table(args.predictions_dir, args.runs)
     except PredictionsError as error:

@@ -90,6 +90,12 @@ def load_image(path, size=IMAGE_SIZE):
     return image
 
 
+def dataset_name(path):
+    """The name a dataset's runs and figures carry: its folder's name (``.`` and ``..`` made
+    absolute first; symbolic links are not followed)."""
+    return Path(os.path.abspath(path)).name
+
+
 class FacesDataset(Dataset):
     """Images of ``root_path/real`` (label 0) and ``root_path/fake`` (label 1).
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from analysis_common import add_run_arguments, dataset_name, exits_on_error, load_history, parse_args, save
-from trainer import model_file_name
+from trainer import LoggingParameters
 
 CURVES = (("train", "o-", "tab:blue"), ("val", "s-", "tab:orange"), ("test", "^-", "tab:green"))
 
@@ -45,7 +45,7 @@ def plot_curves(history, kind, title, path):
 
 def plot_accuracy_and_loss(history, figures_dir):
     """Both figures of a run's ``history`` (its metrics JSON); returns their paths."""
-    prefix = f"{dataset_name(history['dataset'])}_{model_file_name(history['model'])}"
+    prefix = LoggingParameters(history["model"], dataset_name(history["dataset"]), history["optimizer"]["name"]).run_name
     run = f"{history['model']} on {history['dataset']}"
     optimizer = f"{history['optimizer']['name']}, lr {history['optimizer']['params'].get('lr')}"
     return [plot_curves(history, "loss", f"Loss per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_losses_plot.png"),

@@ -12,16 +12,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from analysis_common import exits_on_error, find_dataset, save
-from faces_dataset import SPLITS, FacesDataset, load_image
+from faces_dataset import SPLITS, DatasetError, FacesDataset, load_image
+
+
+def readable_sample(files, count, rng):
+    """Up to ``count`` of ``files`` drawn without replacement, in file order; files that cannot be
+    read are skipped with a warning, as training skips them."""
+    chosen = []
+    for index in rng.permutation(len(files)):
+        if len(chosen) == count:
+            break
+        try:
+            load_image(files[index])
+        except DatasetError as error:
+            print(f"warning: skipped {error}")
+            continue
+        chosen.append(index)
+    return [files[index] for index in sorted(chosen)]
 
 
 def sample_pairs(dataset, pairs, seed=0):
-    """``pairs`` (real file, fake file) tuples of a FacesDataset, drawn without replacement with ``seed``."""
+    """``pairs`` (real file, fake file) tuples of a FacesDataset's readable images, drawn without
+    replacement with ``seed``."""
     rng = np.random.default_rng(seed)
-    count = min(pairs, len(dataset.real_image_files), len(dataset.fake_image_files))
-    real = rng.choice(len(dataset.real_image_files), count, replace=False)
-    fake = rng.choice(len(dataset.fake_image_files), count, replace=False)
-    return [(dataset.real_image_files[r], dataset.fake_image_files[f]) for r, f in zip(sorted(real), sorted(fake))]
+    real = readable_sample(dataset.real_image_files, pairs, rng)
+    fake = readable_sample(dataset.fake_image_files, pairs, rng)
+    return list(zip(real, fake))
 
 
 def plot_samples(datasets, pairs, seed, path):

@@ -1,6 +1,6 @@
 """Score images with a trained detector: the probability that each one is fake, and the decision.
 
-    python predict.py checkpoints/demo_fakes_SimpleNet_Adam.pt photo.jpg my_folder/ 'shots/*.png'
+    python predict.py checkpoints/demo_fakes_SimpleNet_AdamW.pt photo.jpg my_folder/ 'shots/*.png'
 
 Inputs are image files, folders (searched recursively for .jpg .jpeg .png .bmp .webp; a
 dataset split gives its real/ and fake/ images only) and glob patterns (quote them; ``**`` recurses). Every image is resized to 256x256 as in
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
-from fileio import CheckpointError, atomic_write, write_json
+from fileio import CheckpointError, atomic_write, output_problem, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
@@ -233,6 +233,11 @@ def parse_args(argv=None):
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     args.device = resolve_device(args.device, parser)
+    inputs = [args.checkpoint, *args.ensemble, *args.inputs]
+    for flag, path, folder in (("--csv", args.csv, False), ("--json", args.json, False), ("--cam", args.cam, True)):
+        problem = output_problem(flag, path, inputs, folder)
+        if problem:
+            parser.error(problem)
     return args
 
 

@@ -4,10 +4,11 @@
     python report.py -m SimpleNet -d demo_fakes -o AdamW --eval-dataset demo_synthetic
 
 Reads the run's ``out/{dataset}_{model}_{optimizer}.json`` and best checkpoint
-``checkpoints/{dataset}_{model}_{optimizer}.pt`` and writes into ``--figures-dir``:
-datasets_samples.png, the loss/accuracy curves, ROC and DET curves with the metrics table,
-gradient saliency and Grad-CAM figures, the explanation scores against the ground-truth
-masks (when the evaluated split has ``masks/``) and ``{dataset}_{model}_summary.json``.
+``checkpoints/{dataset}_{model}_{optimizer}.pt`` and writes into ``--figures-dir``, every file
+named after the run (``{dataset}_{model}_{optimizer}_...``): sample images, the loss/accuracy
+curves, ROC and DET curves with the metrics table, gradient saliency and Grad-CAM figures, the
+explanation scores against the ground-truth masks (when the evaluated split has ``masks/``) and
+``..._summary.json``.
 """
 import argparse
 import importlib.util
@@ -48,7 +49,7 @@ def main(argv=None):
     samples = [(dataset_name(args.dataset), FacesDataset(find_dataset(args.dataset, args.data_root) / "train"))]
     if evaluated_name(args) != dataset_name(args.dataset):
         samples.append((f"{evaluated_name(args)}/{args.split}", dataset))
-    figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/datasets_samples.png"))
+    figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/{dataset_name(args.dataset)}_datasets_samples.png"))
     figures += plot_accuracy_and_loss(history, args.figures_dir)
 
     real_scores, fake_scores, labels = get_soft_scores_and_true_labels(dataset, model, normalization, args.batch_size,

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE, AugmentConfig
-from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, data_digest, decode_dataset,
-                           drop_unreadable, place_images)
-from fileio import CheckpointError
+from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, data_digest, dataset_name,
+                           decode_dataset, drop_unreadable, place_images)
+from fileio import CheckpointError, output_problem
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
                     precision_settings, resolve_device)
 from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
@@ -187,9 +187,14 @@ def parse_args(argv=None):
         parser.error(f"{args.dataset_path}: missing split folder(s) {', '.join(missing)}; "
                      "a dataset holds train/, val/ and test/, each with real/ and fake/")
     args.device = resolve_device(args.device, parser)
+    for flag, folder in (("--out-dir", args.out_dir), ("--checkpoint-dir", args.checkpoint_dir)):
+        problem = output_problem(flag, folder, folder=True)
+        if problem:
+            parser.error(problem)
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
-    logging_parameters = LoggingParameters(args.model, args.dataset_path.name, args.optimizer, optimizer_params(args))
+    logging_parameters = LoggingParameters(args.model, dataset_name(args.dataset_path), args.optimizer,
+                                           optimizer_params(args))
     paths = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)
     existing = [path for path in paths if path.exists()]
     if args.resume and args.overwrite:
@@ -351,6 +356,10 @@ def main(argv=None):
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command with --resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return 130
     json_path, best_path, last_path = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)
     print(f"\n{logging_parameters.run_name} on {args.device}, {time.perf_counter() - start:.0f}s "
           f"(* = best epoch on {args.selection_metric}):\n")

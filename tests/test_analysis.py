@@ -60,7 +60,7 @@ def test_soft_scores_are_probabilities_fed_as_in_training(trained):
 def test_reported_metrics_equal_scikit_learn_and_curves_are_drawn(tiny_run, trained, tmp_path):
     model, checkpoint, dataset = trained
     assert numerical_analysis.main(run_flags(tiny_run, tmp_path)) == 0
-    reported = json.loads((tmp_path / "tiny_fakes_SimpleNet_metrics.json").read_text())
+    reported = json.loads((tmp_path / "tiny_fakes_SimpleNet_Adam_metrics.json").read_text())
     _, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"])
     assert reported["auc"] == pytest.approx(skm.roc_auc_score(labels, fake))
     assert reported["average_precision"] == pytest.approx(skm.average_precision_score(labels, fake))
@@ -73,7 +73,7 @@ def test_reported_metrics_equal_scikit_learn_and_curves_are_drawn(tiny_run, trai
     assert reported["confusion_matrix"] == skm.confusion_matrix(labels, called_fake).tolist()
     assert reported["accuracy_at_0.5"] == pytest.approx(((fake >= 0.5) == labels).mean())
     for name in ("roc_curve", "det_curve"):
-        assert_png(tmp_path / f"tiny_fakes_SimpleNet_{name}.png")
+        assert_png(tmp_path / f"tiny_fakes_SimpleNet_Adam_{name}.png")
 
 
 def test_split_metrics_decide_at_the_checkpoint_threshold():
@@ -96,23 +96,23 @@ def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):
     flags = run_flags(tiny_run, figures) + ["--eval-dataset", str(tmp_path / "only_fakes")]
     assert numerical_analysis.main(flags) == 0
     assert "holds fake images only" in capsys.readouterr().out
-    reported = json.loads((figures / "tiny_fakes_SimpleNet_on_only_fakes_metrics.json").read_text())
+    reported = json.loads((figures / "tiny_fakes_SimpleNet_Adam_on_only_fakes_metrics.json").read_text())
     assert reported["auc"] is None and reported["fake_count"] == 3
     assert not list(figures.glob("*.png"))
     assert report.main(flags) == 0, "a test-only dataset without train/ must be reportable"
-    summary = json.loads((figures / "tiny_fakes_SimpleNet_on_only_fakes_summary.json").read_text())
-    assert "datasets_samples.png" in summary["figures"] and "tiny_fakes_SimpleNet_on_only_fakes_roc_curve.png" not in summary["figures"]
+    summary = json.loads((figures / "tiny_fakes_SimpleNet_Adam_on_only_fakes_summary.json").read_text())
+    assert "tiny_fakes_datasets_samples.png" in summary["figures"] and "tiny_fakes_SimpleNet_Adam_on_only_fakes_roc_curve.png" not in summary["figures"]
 
 
 def test_figure_names_carry_the_split_and_no_colon(tiny_run, tmp_path):
     assert numerical_analysis.main(run_flags(tiny_run, tmp_path) + ["--split", "val"]) == 0
-    assert (tmp_path / "tiny_fakes_SimpleNet_val_metrics.json").is_file()
-    assert not (tmp_path / "tiny_fakes_SimpleNet_metrics.json").exists()
+    assert (tmp_path / "tiny_fakes_SimpleNet_Adam_val_metrics.json").is_file()
+    assert not (tmp_path / "tiny_fakes_SimpleNet_Adam_metrics.json").exists()
     history = json.loads(next(tiny_run["out_dir"].glob("tiny_fakes_SimpleNet_*.json")).read_text())
     paths = plot_accuracy_and_loss.plot_accuracy_and_loss({**history, "model": "timm:resnet18"}, tmp_path)
-    assert [path.name for path in paths] == ["tiny_fakes_timm-resnet18_losses_plot.png",
-                                             "tiny_fakes_timm-resnet18_accuracies_plot.png",
-                                             "tiny_fakes_timm-resnet18_auc_plot.png"]
+    assert [path.name for path in paths] == ["tiny_fakes_timm-resnet18_Adam_losses_plot.png",
+                                             "tiny_fakes_timm-resnet18_Adam_accuracies_plot.png",
+                                             "tiny_fakes_timm-resnet18_Adam_auc_plot.png"]
 
 
 def test_bad_run_json_and_missing_grad_cam_are_one_line_errors(tiny_run, tmp_path, capsys, monkeypatch):
@@ -255,8 +255,8 @@ def test_plot_scripts_write_pngs(tiny_run, tmp_path):
                                         str(tiny_run["out_dir"]), "--figures-dir", str(tmp_path)]) == 0
     assert plot_samples_of_faces_datasets.main(["-d", str(tiny_run["dataset"]), "--pairs", "2",
                                                 "--figures-dir", str(tmp_path)]) == 0
-    for name in ("tiny_fakes_SimpleNet_losses_plot", "tiny_fakes_SimpleNet_accuracies_plot",
-                 "tiny_fakes_SimpleNet_auc_plot", "datasets_samples"):
+    for name in ("tiny_fakes_SimpleNet_Adam_losses_plot", "tiny_fakes_SimpleNet_Adam_accuracies_plot",
+                 "tiny_fakes_SimpleNet_Adam_auc_plot", "datasets_samples"):
         assert_png(tmp_path / f"{name}.png")
 
 
@@ -266,18 +266,18 @@ def test_explanation_scripts_write_pngs_deterministically(tiny_run, tmp_path):
         assert saliency_map.main(run_flags(tiny_run, tmp_path / attempt)) == 0
     assert grad_cam_analysis.main(run_flags(tiny_run, tmp_path) + ["--explain", "true"]) == 0
     for name in ("saliency_maps_and_images_pairs", "mean_saliency_maps"):
-        first, second = (tmp_path / attempt / f"tiny_fakes_SimpleNet_{name}.png" for attempt in ("first", "second"))
+        first, second = (tmp_path / attempt / f"tiny_fakes_SimpleNet_Adam_{name}.png" for attempt in ("first", "second"))
         assert_png(first)
         assert first.read_bytes() == second.read_bytes(), name
     for name in ("Real_Image_grad_cam", "Fake_Image_grad_cam", "grad_cam_grid", "mean_grad_cam"):
-        assert_png(tmp_path / f"tiny_fakes_SimpleNet_{name}.png")
+        assert_png(tmp_path / f"tiny_fakes_SimpleNet_Adam_{name}.png")
 
 
 @pytest.mark.slow
 def test_report_draws_every_figure_and_a_summary(tiny_run, tmp_path, capsys):
     assert report.main(run_flags(tiny_run, tmp_path)) == 0
-    summary = json.loads((tmp_path / "tiny_fakes_SimpleNet_summary.json").read_text())
-    expected = {"datasets_samples.png"} | {f"tiny_fakes_SimpleNet_{name}.png" for name in (
+    summary = json.loads((tmp_path / "tiny_fakes_SimpleNet_Adam_summary.json").read_text())
+    expected = {"tiny_fakes_datasets_samples.png"} | {f"tiny_fakes_SimpleNet_Adam_{name}.png" for name in (
         "losses_plot", "accuracies_plot", "auc_plot", "roc_curve", "det_curve", "saliency_maps_and_images_pairs",
         "mean_saliency_maps", "Real_Image_grad_cam", "Fake_Image_grad_cam", "grad_cam_grid", "mean_grad_cam")}
     assert set(summary["figures"]) == expected
@@ -287,7 +287,7 @@ def test_report_draws_every_figure_and_a_summary(tiny_run, tmp_path, capsys):
     table = summary["explanation_scores"]
     assert list(table) == ["saliency", "Grad-CAM", "centre baseline", "uniform baseline"]
     assert all(row["images"] == 6 for row in table.values())
-    assert table == json.loads((tmp_path / "tiny_fakes_SimpleNet_explanation_scores.json").read_text())
+    assert table == json.loads((tmp_path / "tiny_fakes_SimpleNet_Adam_explanation_scores.json").read_text())
     assert "pointing game" in capsys.readouterr().out
 
 

@@ -146,3 +146,93 @@ def test_resume_from_another_architecture_is_refused(tiny_run, tmp_path, capsys)
                             "--checkpoint-dir", str(ck), "--cache-dir", str(tmp_path / "cache")])
     assert code == 1
     assert "holds a SimpleNet run, not XceptionBased" in capsys.readouterr().err
+
+
+def expect_exit_2(main, argv, capsys):
+    """Run a script's ``main``; it must exit 2 with an argparse error, whose line is returned."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in argv])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "Traceback" not in error
+    return error.splitlines()[-1]
+
+
+def test_an_output_path_that_is_an_input_is_refused_and_the_input_kept(tiny_run, tmp_path, capsys):
+    import ensemble_table
+    import predict
+    import results_table
+    run_json, checkpoint = tiny_run["json"], tiny_run["best"]
+    before = run_json.read_bytes(), checkpoint.read_bytes()
+    error = expect_exit_2(results_table.main, [run_json, "-o", run_json], capsys)
+    assert f"-o {run_json}: is one of this command's inputs" in error
+    error = expect_exit_2(predict.main, [checkpoint, tiny_run["dataset"] / "test", "--csv", checkpoint], capsys)
+    assert f"--csv {checkpoint}: is one of this command's inputs" in error
+    (tmp_path / "r_val.csv").touch()
+    error = expect_exit_2(ensemble_table.main, [tmp_path, "r", "-o", tmp_path / "r_val.csv"], capsys)
+    assert "r_val.csv: is one of this command's inputs" in error
+    assert (run_json.read_bytes(), checkpoint.read_bytes()) == before
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tiny_run, tmp_path, capsys):
+    import predict
+    import report
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    error = expect_exit_2(train_main.main, ["-d", tiny_run["dataset"], "--device", "cpu", "--out-dir", blocker / "out",
+                                            "--checkpoint-dir", tmp_path / "ck"], capsys)
+    assert f"--out-dir {blocker / 'out'}: cannot create the folder (" in error
+    assert not (tmp_path / "ck").exists()
+    error = expect_exit_2(predict.main, [tiny_run["best"], tiny_run["dataset"] / "test", "--csv",
+                                         blocker / "scores.csv"], capsys)
+    assert f"--csv {blocker / 'scores.csv'}: cannot create the folder (" in error
+    error = expect_exit_2(predict.main, [tiny_run["best"], tiny_run["dataset"] / "test", "--cam", blocker], capsys)
+    assert f"--cam {blocker}: is a file; give a folder" in error
+    error = expect_exit_2(report.main, ["-d", tiny_run["dataset"], "-o", "Adam", "--out-dir", tiny_run["out_dir"],
+                                        "--checkpoint-dir", tiny_run["checkpoint_dir"], "--device", "cpu",
+                                        "--figures-dir", blocker / "figures"], capsys)
+    assert f"--figures-dir {blocker / 'figures'}: cannot create the folder (" in error
+
+
+def test_analysis_skips_unreadable_images_as_training_does(tiny_run, tmp_path, capsys):
+    import numerical_analysis
+    import plot_samples_of_faces_datasets as samples
+    dataset = shutil.copytree(tiny_run["dataset"], tmp_path / "tiny_fakes")
+    for split in ("train", "test"):
+        (dataset / split / "fake" / "0000_zero.png").touch()  # sorts first
+    pairs = samples.sample_pairs(FacesDataset(dataset / "train"), 12)
+    assert len(pairs) == 12 and all(fake.stat().st_size > 0 for _, fake in pairs)
+    assert numerical_analysis.main(["-d", str(dataset), "-o", "Adam", "--out-dir", str(tiny_run["out_dir"]),
+                                    "--checkpoint-dir", str(tiny_run["checkpoint_dir"]), "--device", "cpu",
+                                    "--figures-dir", str(tmp_path / "figures")]) == 0
+    output = capsys.readouterr().out
+    assert "warning: skipped" in output and "0000_zero.png" in output
+    metrics = json.loads((tmp_path / "figures" / "tiny_fakes_SimpleNet_Adam_metrics.json").read_text())
+    assert metrics["count"] == 12
+
+
+def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tiny_fakes, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_main.Trainer, "run", interrupted)
+    assert train(tiny_fakes, tmp_path) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == ("interrupted; run the same command with --resume to continue "
+                                                        "from the last checkpoint")
+
+
+def test_a_dataset_given_as_dot_names_the_run_after_its_folder(tiny_fakes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_fakes)
+    _, logging_parameters = train_main.parse_args(["-d", ".", "--out-dir", str(tmp_path / "out"),
+                                                   "--checkpoint-dir", str(tmp_path / "ck")])
+    assert logging_parameters.run_name == "tiny_fakes_SimpleNet_AdamW"
+
+
+def test_a_build_from_a_folder_without_photos_or_videos_is_refused_before_writing(tmp_path, capsys):
+    import build_faces_dataset
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "fake" / "a.png")
+    error = expect_exit_2(build_faces_dataset.main, ["--real", tmp_path / "real", "--fake", tmp_path / "fake",
+                                                     "-o", tmp_path / "built"], capsys)
+    assert f"--real {tmp_path / 'real'}: no photos or videos found" in error
+    assert not (tmp_path / "built").exists()
