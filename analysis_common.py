@@ -149,7 +149,8 @@ def find_dataset(name, data_root):
 
 def load_split(args):
     """The split evaluated (``--split`` of ``--eval-dataset``, default the run's own dataset);
-    files that cannot be read are skipped with a warning, as training skips them."""
+    files that cannot be read are skipped with a warning, as training skips them (which decodes
+    the split once more, in parallel, before the analysis)."""
     split = FacesDataset(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split,
                          require_both_classes=False)
     return drop_unreadable(split, progress=False)

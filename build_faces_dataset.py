@@ -44,12 +44,16 @@ NEW_BUILD = ".new_build"  # main() builds here, then swaps it in: an earlier bui
 MAX_LISTED = 20
 
 
+def is_source(path, folder):
+    """Whether ``path`` under ``folder`` is a photo or video (hidden files and folders are not)."""
+    return (path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS and path.is_file()
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
 def list_sources(folder):
     """Photos and videos under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
     folder = Path(folder)
-    return sorted(path for path in folder.rglob("*")
-                  if path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS and path.is_file()
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    return sorted(path for path in folder.rglob("*") if is_source(path, folder))
 
 
 def frame_indices(total, count):
@@ -222,7 +226,7 @@ def parse_args(argv=None):
         folder = getattr(args, name)
         if not Path(folder).is_dir():
             parser.error(f"--{name} {folder}: folder not found; pass the folder that holds the {name} photos/videos")
-        if not list_sources(folder):
+        if not any(is_source(path, Path(folder)) for path in Path(folder).rglob("*")):
             parser.error(f"--{name} {folder}: no photos or videos found (looked for "
                          f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}); add some or pass another folder")
     if args.frames < 1:

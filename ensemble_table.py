@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from fileio import output_problem
-from metrics import binary_metrics, mean_in_log_odds
-from results_table import print_table, show
+from metrics import binary_metrics, format_metric, mean_in_log_odds
+from results_table import print_table
 
 SPLITS = ("val", "test")
 
@@ -95,8 +95,8 @@ def ensemble_table(predictions_dir, runs):
     """Markdown table of ``ensemble_rows``."""
     lines = ["| run | val AUC | val EER threshold | test acc | test bal. acc | test AUC |", "|---|---|---|---|---|---|"]
     for name, row in ensemble_rows(predictions_dir, runs):
-        lines.append(f"| {name} | {show(row['val_auc'])} | {row['threshold']:.4f} | {show(row['test_accuracy'])} | "
-                     f"{show(row['test_balanced_accuracy'])} | {show(row['test_auc'])} |")
+        test = " | ".join(format_metric(row[key]) for key in ("test_accuracy", "test_balanced_accuracy", "test_auc"))
+        lines.append(f"| {name} | {format_metric(row['val_auc'])} | {row['threshold']:.4f} | {test} |")
     return "\n".join(lines)
 
 

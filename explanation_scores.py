@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from analysis_common import normalized_batches, save
+from metrics import format_metric
 
 BASELINES = ("centre baseline", "uniform baseline")
 
@@ -96,13 +97,11 @@ def summarize_scores(scores, name="map"):
 
 def format_scores_table(table):
     """{name: summary} as an aligned text table (one row per explanation / baseline)."""
-    def show(value):
-        return "n/a" if value is None else f"{value:.3f}"
     width = max(len(name) for name in table) + 2
     lines = [f"  {'explanation':<{width}}{'fakes':>6}  {'energy in mask':>14}  {'pointing game':>13}"]
     for name, row in table.items():
-        lines.append(f"  {name:<{width}}{row['images']:>6}  {show(row['energy_inside_mask']):>14}  "
-                     f"{show(row['pointing_game']):>13}")
+        lines.append(f"  {name:<{width}}{row['images']:>6}  {format_metric(row['energy_inside_mask']):>14}  "
+                     f"{format_metric(row['pointing_game']):>13}")
     return "\n".join(lines)
 
 

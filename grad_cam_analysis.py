@@ -2,7 +2,7 @@
 
     python grad_cam_analysis.py -m SimpleNet -d demo_fakes -o AdamW [--explain predicted|true|fake|real]
 
-Writes ``figures/{dataset}_{model}_Real_Image_grad_cam.png`` and ``..._Fake_Image_grad_cam.png``
+Writes ``figures/{dataset}_{model}_{optimizer}_Real_Image_grad_cam.png`` and ``..._Fake_Image_grad_cam.png``
 (one test image of each class, drawn with ``--seed``), ``..._grad_cam_grid.png`` (six images
 per class) and ``..._mean_grad_cam.png`` (mean map of the true class per class), and prints
 how well the maps of fakes hit their ground-truth masks when the split has them.

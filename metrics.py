@@ -3,6 +3,11 @@ import numpy as np
 from sklearn import metrics as skm
 
 
+def format_metric(value, missing="n/a"):
+    """A metric with three decimals, or ``missing`` when it is undefined (None)."""
+    return missing if value is None else f"{value:.3f}"
+
+
 def equal_error_rate(labels, fake_scores):
     """(EER, threshold): the ROC point where false-positive and false-negative rates meet
     (the closest of the scores as thresholds, the mean of the two rates there)."""

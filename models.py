@@ -221,8 +221,8 @@ def precision_settings(model_name, device, amp="auto"):
 
     bf16 autocast and channels_last only on CUDA: ``auto`` turns them on for XceptionBased,
     where they measured faster, and for timm and patch models (deep CNNs like it), and off for
-    SimpleNet, where fp32 measured faster, and on GPUs without native bf16 (before Ampere, where
-    it is emulated and slow); ``bf16`` forces them on, ``off`` off. On the CPU they are always
+    SimpleNet, where fp32 measured faster, and on GPUs without native bf16 (compute capability
+    below 8, before Ampere, where it is emulated and slow); ``bf16`` forces them on, ``off`` off. On the CPU they are always
     off (bf16 is slow there).
     """
     if torch.device(device).type != "cuda" or amp == "off":
@@ -230,7 +230,7 @@ def precision_settings(model_name, device, amp="auto"):
     if amp == "bf16":
         return torch.bfloat16, True
     faster = model_name in BF16_FASTER or model_name.startswith((TIMM_PREFIX, PATCH_PREFIX))
-    if faster and torch.cuda.is_bf16_supported(including_emulation=False):
+    if faster and torch.cuda.get_device_capability(device)[0] >= 8:  # native bf16 from Ampere on
         return torch.bfloat16, True
     return None, False
 

@@ -5,8 +5,8 @@
 
 The checkpoint (``-m/-d/-o``) and the evaluated data (``--eval-dataset``, ``--split``) are
 separate, so a detector trained on one dataset can be evaluated on another. Writes
-``figures/{dataset}_{model}_roc_curve.png``, ``..._det_curve.png`` and ``..._metrics.json``
-(``{dataset}_{model}_on_{eval dataset}_...`` for a cross-dataset evaluation, ``..._{split}_...``
+``figures/{dataset}_{model}_{optimizer}_roc_curve.png``, ``..._det_curve.png`` and ``..._metrics.json``
+(``{dataset}_{model}_{optimizer}_on_{eval dataset}_...`` for a cross-dataset evaluation, ``..._{split}_...``
 for a split other than test). Accuracy and the confusion matrix are given at the checkpoint's
 validation threshold (as predict.py decides) and accuracy also at 0.5 (as training counts it).
 """
@@ -23,7 +23,7 @@ from analysis_common import (add_run_arguments, dataset_name, evaluated_name, ex
                              figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
                              save)
 from fileio import write_json
-from metrics import binary_metrics
+from metrics import binary_metrics, format_metric
 from models import operating_threshold
 
 
@@ -90,20 +90,18 @@ def plot_det_curve(labels, fake_scores, eer, title, path):
 
 def format_metrics(metrics):
     """The metrics as a small aligned table."""
-    def show(value):
-        return "n/a" if value is None else f"{value:.3f}"
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     at = f"at {metrics['threshold']:.3f}"
     rows = [("images (real / fake)", f"{metrics['count']} ({metrics['real_count']} / {metrics['fake_count']})"),
-            ("AUC", show(metrics["auc"])), ("EER", show(metrics["eer"])),
-            ("average precision", show(metrics["average_precision"])),
+            ("AUC", format_metric(metrics["auc"])), ("EER", format_metric(metrics["eer"])),
+            ("average precision", format_metric(metrics["average_precision"])),
             ("threshold on P(fake)", f"{metrics['threshold']:.3f} ({metrics['threshold_source']})"),
-            (f"accuracy {at}", show(metrics["accuracy"])),
-            (f"balanced accuracy {at}", show(metrics["balanced_accuracy"])),
+            (f"accuracy {at}", format_metric(metrics["accuracy"])),
+            (f"balanced accuracy {at}", format_metric(metrics["balanced_accuracy"])),
             (f"confusion {at} (true real)", f"{tn} called real, {fp} called fake"),
             (f"confusion {at} (true fake)", f"{fn} called real, {tp} called fake"),
-            ("accuracy at 0.5 (as in training)", show(metrics["accuracy_at_0.5"])),
-            ("balanced accuracy at 0.5", show(metrics["balanced_accuracy_at_0.5"]))]
+            ("accuracy at 0.5 (as in training)", format_metric(metrics["accuracy_at_0.5"])),
+            ("balanced accuracy at 0.5", format_metric(metrics["balanced_accuracy_at_0.5"]))]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
 

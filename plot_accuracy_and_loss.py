@@ -3,7 +3,7 @@
     python plot_accuracy_and_loss.py -m SimpleNet -d demo_fakes -o AdamW
 
 Reads ``out/{dataset}_{model}_{optimizer}.json`` (written by train_main.py) and writes
-``figures/{dataset}_{model}_losses_plot.png``, ``..._accuracies_plot.png`` (train, validation
+``figures/{dataset}_{model}_{optimizer}_losses_plot.png``, ``..._accuracies_plot.png`` (train, validation
 and test curves) and ``..._auc_plot.png`` (validation and test AUC, what the improved recipe
 selects on), the best-on-validation epoch marked.
 """

@@ -44,12 +44,13 @@ def main(argv=None):
     model, checkpoint = load_run_model(args)
     normalization = checkpoint["normalization"]
     dataset = load_split(args)
+    prefix = figure_prefix(args)
     figures = []
 
     samples = [(dataset_name(args.dataset), FacesDataset(find_dataset(args.dataset, args.data_root) / "train"))]
     if evaluated_name(args) != dataset_name(args.dataset):
         samples.append((f"{evaluated_name(args)}/{args.split}", dataset))
-    figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/{dataset_name(args.dataset)}_datasets_samples.png"))
+    figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/{prefix}_datasets_samples.png"))
     figures += plot_accuracy_and_loss(history, args.figures_dir)
 
     real_scores, fake_scores, labels = get_soft_scores_and_true_labels(dataset, model, normalization, args.batch_size,
@@ -67,7 +68,6 @@ def main(argv=None):
         drawn, explanations["Grad-CAM"] = grad_cam_analysis(model, normalization, dataset, args, args.explain)
         figures += drawn
 
-    prefix = figure_prefix(args)
     table = None
     if explanations["saliency"]["scores"]["map"]:
         table = explanation_table(explanations)

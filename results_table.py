@@ -14,16 +14,12 @@ import sys
 from pathlib import Path
 
 from fileio import atomic_write, output_problem
+from metrics import format_metric
 from recipe import RECIPES
 
 
 class RunFileError(ValueError):
     """A run JSON that is missing or not written by train_main.py."""
-
-
-def show(value):
-    """``value`` with three decimals, or n/a for None."""
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def run_row(history, device):
@@ -49,8 +45,8 @@ def run_row(history, device):
     recipe = " + ".join([recipe, *differences])
     cells = [Path(config.get("dataset", history["dataset"])).name, history["model"], recipe,
              f"{len(history['train_loss'])}{stopped}", str(best),
-             f"{metric} {show(history[metric][at]) if at is not None else 'n/a'}",
-             *(show(history[key][at]) if at is not None else "n/a"
+             f"{metric} {format_metric(history[metric][at]) if at is not None else 'n/a'}",
+             *(format_metric(history[key][at]) if at is not None else "n/a"
                for key in ("test_acc", "test_balanced_acc", "test_auc")),
              f"{sum(history['epoch_seconds']):.0f}", device or config.get("device", "?")]
     return "| " + " | ".join(cells) + " |"

@@ -2,7 +2,7 @@
 
     python saliency_map.py -m SimpleNet -d demo_fakes -o AdamW
 
-Writes ``figures/{dataset}_{model}_saliency_maps_and_images_pairs.png`` (36 test images, half
+Writes ``figures/{dataset}_{model}_{optimizer}_saliency_maps_and_images_pairs.png`` (36 test images, half
 real and half fake, drawn with ``--seed``, beside their maps) and
 ``..._mean_saliency_maps.png`` (mean normalized map of the real and of the fake test images),
 and prints how well the maps of fakes hit their ground-truth masks when the split has them.

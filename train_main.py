@@ -357,8 +357,8 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ninterrupted; run the same command with --resume to continue from the last checkpoint",
-              file=sys.stderr)
+        how = "with --resume in place of --overwrite" if args.overwrite else "with --resume"
+        print(f"\ninterrupted; run the same command {how} to continue from the last checkpoint", file=sys.stderr)
         return 130
     json_path, best_path, last_path = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)
     print(f"\n{logging_parameters.run_name} on {args.device}, {time.perf_counter() - start:.0f}s "

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from augment import mixup_batch
 from faces_dataset import make_batches
 from fileio import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
-from metrics import binary_metrics
+from metrics import binary_metrics, format_metric
 from recipe import SYMMETRIC_NORMALIZATION
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_balanced_acc",
@@ -287,13 +287,13 @@ class Trainer:
                 self.scheduler.load_state_dict(state["scheduler"])
             if self.average is not None:
                 self.average.module.load_state_dict(state.get("average") or state["model"])
-        except (RuntimeError, ValueError, KeyError) as error:
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"{last_path}: its saved state does not fit this run "
                                   f"({state_dict_mismatch(error)}); {new_run}") from None
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch = state["epoch"]
         self.steps = state.get("steps", self.epoch * len(self.train_batches))
         return state["history"], state["best"]
@@ -302,7 +302,7 @@ class Trainer:
         """What the JSON notes of a resume: after which epoch, the settings it was free to change and did
         (device, workers, ...), and the library versions it continued with."""
         first = self.history.get("config") or {}
-        changed = {key: self.config[key] for key in sorted(RESUME_MAY_DIFFER & self.config.keys() - {"resume"})
+        changed = {key: self.config[key] for key in sorted(RESUME_MAY_DIFFER & self.config.keys() - {"resume", "overwrite"})
                    if first.get(key) != self.config[key]}
         return {"after_epoch": self.epoch, "changed": changed, "versions": library_versions()}
 
@@ -379,11 +379,6 @@ class Trainer:
             print(f"stopped early after epoch {history['stopped_early']}: no better {self.selection_metric} "
                   f"for {self.patience} epochs (best: epoch {best['epoch']})")
         return history
-
-
-def format_metric(value, missing="n/a"):
-    """A metric with three decimals, or ``missing`` when it is undefined (None)."""
-    return missing if value is None else f"{value:.3f}"
 
 
 def format_epoch(epoch, epochs, record):

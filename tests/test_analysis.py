@@ -101,7 +101,7 @@ def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):
     assert not list(figures.glob("*.png"))
     assert report.main(flags) == 0, "a test-only dataset without train/ must be reportable"
     summary = json.loads((figures / "tiny_fakes_SimpleNet_Adam_on_only_fakes_summary.json").read_text())
-    assert "tiny_fakes_datasets_samples.png" in summary["figures"] and "tiny_fakes_SimpleNet_Adam_on_only_fakes_roc_curve.png" not in summary["figures"]
+    assert "tiny_fakes_SimpleNet_Adam_on_only_fakes_datasets_samples.png" in summary["figures"] and "tiny_fakes_SimpleNet_Adam_on_only_fakes_roc_curve.png" not in summary["figures"]
 
 
 def test_figure_names_carry_the_split_and_no_colon(tiny_run, tmp_path):
@@ -277,7 +277,7 @@ def test_explanation_scripts_write_pngs_deterministically(tiny_run, tmp_path):
 def test_report_draws_every_figure_and_a_summary(tiny_run, tmp_path, capsys):
     assert report.main(run_flags(tiny_run, tmp_path)) == 0
     summary = json.loads((tmp_path / "tiny_fakes_SimpleNet_Adam_summary.json").read_text())
-    expected = {"tiny_fakes_datasets_samples.png"} | {f"tiny_fakes_SimpleNet_Adam_{name}.png" for name in (
+    expected = {"tiny_fakes_SimpleNet_Adam_datasets_samples.png"} | {f"tiny_fakes_SimpleNet_Adam_{name}.png" for name in (
         "losses_plot", "accuracies_plot", "auc_plot", "roc_curve", "det_curve", "saliency_maps_and_images_pairs",
         "mean_saliency_maps", "Real_Image_grad_cam", "Fake_Image_grad_cam", "grad_cam_grid", "mean_grad_cam")}
     assert set(summary["figures"]) == expected

@@ -118,7 +118,7 @@ def test_load_trained_model_round_trip_and_errors(tmp_path):
 
 
 def test_precision_settings_never_use_bf16_on_the_cpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     assert models.precision_settings("XceptionBased", "cpu", "bf16") == (None, False)
     assert models.precision_settings("XceptionBased", "cuda", "auto") == (torch.bfloat16, True)
     assert models.precision_settings("SimpleNet", "cuda", "auto") == (None, False)
@@ -129,9 +129,11 @@ def test_precision_settings_never_use_bf16_on_the_cpu(monkeypatch):
 
 
 def test_auto_precision_keeps_fp32_on_gpus_without_native_bf16(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    assert models.precision_settings("timm:resnet18", "cuda", "auto") == (None, False)
-    assert models.precision_settings("timm:resnet18", "cuda", "bf16") == (torch.bfloat16, True)
+    capabilities = {"cuda:0": (7, 5), "cuda:1": (8, 0)}  # a T4 and an A100 in one machine
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capabilities[str(device)])
+    assert models.precision_settings("timm:resnet18", "cuda:0", "auto") == (None, False)
+    assert models.precision_settings("timm:resnet18", "cuda:1", "auto") == (torch.bfloat16, True)
+    assert models.precision_settings("timm:resnet18", "cuda:0", "bf16") == (torch.bfloat16, True)
 
 
 def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatch, capsys):

@@ -211,12 +211,13 @@ def test_analysis_skips_unreadable_images_as_training_does(tiny_run, tmp_path, c
     assert metrics["count"] == 12
 
 
-def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tiny_fakes, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("flags, how", [([], "with --resume"), (["--overwrite"], "with --resume in place of --overwrite")])
+def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tiny_fakes, tmp_path, monkeypatch, capsys, flags, how):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(train_main.Trainer, "run", interrupted)
-    assert train(tiny_fakes, tmp_path) == 130
-    assert capsys.readouterr().err.splitlines()[-1] == ("interrupted; run the same command with --resume to continue "
+    assert train(tiny_fakes, tmp_path, *flags) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (f"interrupted; run the same command {how} to continue "
                                                         "from the last checkpoint")
 
 

@@ -311,6 +311,11 @@ def test_a_last_checkpoint_whose_state_does_not_fit_says_to_start_a_new_run(tmp_
     with pytest.raises(CheckpointError, match=re.escape(f"{last_path}: its saved state does not fit this run (Missing "
                                                         "key(s) in state_dict: \"fc3.weight\"") + r".*start a new run"):
         make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+    state["model"] = make_trainer(tmp_path / "other").model.state_dict()
+    state["generator"] = torch.zeros(3)
+    torch.save(state, last_path)
+    with pytest.raises(CheckpointError, match=r"its saved state does not fit this run \(.*\); start a new run"):
+        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
     del state["generator"]
     torch.save(state, last_path)
     with pytest.raises(CheckpointError, match=r"not a checkpoint of this toolkit; expected .*'generator'.*start a new"):
