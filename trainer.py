@@ -306,6 +306,18 @@ class Trainer:
                    if first.get(key) != self.config[key]}
         return {"after_epoch": self.epoch, "changed": changed, "versions": library_versions()}
 
+    def _warn_if_the_best_checkpoint_is_ahead(self, best_path):
+        """A run killed between writing the best and the last checkpoint leaves a best checkpoint of an
+        epoch the resume redoes; redone exactly (CPU, --deterministic) it is written again, else it may
+        not be: say so rather than let it disagree with the JSON's best_epoch unnoticed."""
+        if not best_path.exists():
+            return
+        best_epoch = load_checkpoint(best_path, required_keys=("epoch",)).get("epoch")
+        if best_epoch != self.best["epoch"]:
+            print(f"warning: {best_path} holds epoch {best_epoch}, which this resume redoes (the run was killed "
+                  f"between writing its two checkpoints); the JSON's best epoch is {self.best['epoch']} until "
+                  "a redone epoch beats it and replaces the file")
+
     def run(self, epochs, logging_parameters, resume=False):
         """Train until ``epochs`` epochs are done; returns the history written to the JSON.
 
@@ -327,6 +339,7 @@ class Trainer:
             self.history.setdefault("resumes", []).append(self._resume_record())
             write_json(json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
+            self._warn_if_the_best_checkpoint_is_ahead(best_path)
         elif self.history is None:
             if resume:
                 print(f"no last checkpoint of {logging_parameters.run_name} to resume ({last_path}); starting at epoch 1")

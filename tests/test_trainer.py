@@ -338,3 +338,26 @@ def test_deterministic_mode_makes_cublas_deterministic_too(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seed_everything(0, deterministic=True)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_resume_warns_when_the_best_checkpoint_is_of_an_epoch_it_redoes(tmp_path, monkeypatch, capsys,
+                                                                         script_validation_accuracy):
+    first = make_trainer(tmp_path)
+    script_validation_accuracy(first, [0.6, 0.9])
+    real_save = trainer_module.save_checkpoint
+
+    def killed_before_the_last_checkpoint_of_epoch_2(path, checkpoint):
+        if path.name.endswith("_last.pt") and checkpoint["epoch"] == 2:
+            raise KeyboardInterrupt
+        real_save(path, checkpoint)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", killed_before_the_last_checkpoint_of_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        first.run(3, PARAMETERS)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    capsys.readouterr()
+    resumed = make_trainer(tmp_path)
+    script_validation_accuracy(resumed, [0.5, 0.5])  # the redone epoch 2 is no longer the best
+    history = resumed.run(3, PARAMETERS, resume=True)
+    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    assert f"warning: {best_path} holds epoch 2, which this resume redoes" in capsys.readouterr().out
+    assert history["best_epoch"] == 1
