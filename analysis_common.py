@@ -55,7 +55,8 @@ def add_run_arguments(parser, model=True, evaluation=True):
 
 
 def parse_args(parser, argv):
-    """Parse ``argv``, check the batch size and the device (parser.error) and fill in the default device."""
+    """Parse ``argv``, check the batch size, the device and that ``--figures-dir`` can be made (parser.error)
+    and fill in the default device."""
     args = parser.parse_args(argv)
     if getattr(args, "batch_size", 1) < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from analysis_common import exits_on_error, find_dataset, save
-from faces_dataset import SPLITS, DatasetError, FacesDataset, load_image
+from faces_dataset import SPLITS, DatasetError, FacesDataset, dataset_name, load_image
 from fileio import output_problem
 
 
@@ -76,7 +76,7 @@ def main(argv=None):
     datasets = []
     for name in args.datasets:
         root = find_dataset(name, args.data_root)
-        datasets.append((root.name, FacesDataset(root / args.split)))
+        datasets.append((dataset_name(root), FacesDataset(root / args.split)))
     plot_samples(datasets, args.pairs, args.seed, f"{args.figures_dir}/datasets_samples.png")
     return 0
 

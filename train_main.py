@@ -310,7 +310,17 @@ def pixel_digests(decoded):
     return [hashlib.sha1(image.numpy().tobytes()).digest() for image in decoded.images.cpu()]
 
 
+def after_interrupt(args, logging_parameters, started):
+    """What to run after Ctrl-C: --resume when this run has a last checkpoint of its own, else the command again."""
+    last_path = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)[2]
+    if last_path.exists() and not (args.overwrite and last_path.stat().st_mtime < started):
+        how = "with --resume in place of --overwrite" if args.overwrite else "with --resume"
+        return f"run the same command {how} to continue from the last checkpoint"
+    return "no epoch was saved: run the same command again"
+
+
 def main(argv=None):
+    started = time.time()
     args, logging_parameters = parse_args(argv)
     seed_everything(args.seed, args.deterministic)
     autocast_dtype, channels_last = precision_settings(args.model, args.device, args.amp)
@@ -357,8 +367,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        how = "with --resume in place of --overwrite" if args.overwrite else "with --resume"
-        print(f"\ninterrupted; run the same command {how} to continue from the last checkpoint", file=sys.stderr)
+        print(f"\ninterrupted; {after_interrupt(args, logging_parameters, started)}", file=sys.stderr)
         return 130
     json_path, best_path, last_path = output_paths(logging_parameters, args.out_dir, args.checkpoint_dir)
     print(f"\n{logging_parameters.run_name} on {args.device}, {time.perf_counter() - start:.0f}s "

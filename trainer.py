@@ -289,8 +289,9 @@ class Trainer:
                 self.average.module.load_state_dict(state.get("average") or state["model"])
             self.generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
-            if state["cuda_rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():  # this machine may have fewer GPUs
+                for index, cuda_state in enumerate(state["cuda_rng"][:torch.cuda.device_count()]):
+                    torch.cuda.set_rng_state(cuda_state, index)
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"{last_path}: its saved state does not fit this run "
                                   f"({state_dict_mismatch(error)}); {new_run}") from None
@@ -306,17 +307,25 @@ class Trainer:
                    if first.get(key) != self.config[key]}
         return {"after_epoch": self.epoch, "changed": changed, "versions": library_versions()}
 
-    def _warn_if_the_best_checkpoint_is_ahead(self, best_path):
-        """A run killed between writing the best and the last checkpoint leaves a best checkpoint of an
-        epoch the resume redoes; redone exactly (CPU, --deterministic) it is written again, else it may
-        not be: say so rather than let it disagree with the JSON's best_epoch unnoticed."""
+    def _warn_if_the_best_checkpoint_disagrees(self, best_path):
+        """Warn when the best checkpoint is not of the resumed run's best epoch, or cannot be read.
+        A run killed between writing the best and the last checkpoint leaves a best checkpoint of an
+        epoch the resume redoes; redone exactly (CPU, --deterministic) it is written again, else it
+        may not be, and it would disagree with the JSON's best_epoch unnoticed."""
         if not best_path.exists():
             return
-        best_epoch = load_checkpoint(best_path, required_keys=("epoch",)).get("epoch")
-        if best_epoch != self.best["epoch"]:
-            print(f"warning: {best_path} holds epoch {best_epoch}, which this resume redoes (the run was killed "
-                  f"between writing its two checkpoints); the JSON's best epoch is {self.best['epoch']} until "
-                  "a redone epoch beats it and replaces the file")
+        try:
+            best_epoch = load_checkpoint(best_path, required_keys=("epoch",),
+                                         fix="it is written again at the next best epoch")["epoch"]
+        except CheckpointError as error:
+            print(f"warning: {error}")
+            return
+        if best_epoch == self.best["epoch"]:
+            return
+        why = ("which this resume redoes (the run was killed between writing its two checkpoints)"
+               if best_epoch is not None and best_epoch > self.epoch else "not the run's best")
+        print(f"warning: {best_path} holds epoch {best_epoch}, {why}; the JSON's best epoch is "
+              f"{self.best['epoch']} until a later epoch beats it and replaces the file")
 
     def run(self, epochs, logging_parameters, resume=False):
         """Train until ``epochs`` epochs are done; returns the history written to the JSON.
@@ -339,7 +348,7 @@ class Trainer:
             self.history.setdefault("resumes", []).append(self._resume_record())
             write_json(json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
             print(f"resuming {logging_parameters.run_name} after epoch {self.epoch}")
-            self._warn_if_the_best_checkpoint_is_ahead(best_path)
+            self._warn_if_the_best_checkpoint_disagrees(best_path)
         elif self.history is None:
             if resume:
                 print(f"no last checkpoint of {logging_parameters.run_name} to resume ({last_path}); starting at epoch 1")
@@ -384,7 +393,7 @@ class Trainer:
                 history["stopped_early"] = self.epoch
             if (improved or self.epoch == epochs or history.get("stopped_early")
                     or time.monotonic() - last_saved >= self.checkpoint_interval):
-                save_checkpoint(last_path, self._state(history, best))  # never older than the best checkpoint
+                save_checkpoint(last_path, self._state(history, best))  # of the best epoch too, right after it
                 last_saved = time.monotonic()
             write_json(json_path, history)
             print(format_epoch(self.epoch, epochs, epoch_record))

@@ -211,14 +211,25 @@ def test_analysis_skips_unreadable_images_as_training_does(tiny_run, tmp_path, c
     assert metrics["count"] == 12
 
 
-@pytest.mark.parametrize("flags, how", [([], "with --resume"), (["--overwrite"], "with --resume in place of --overwrite")])
-def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tiny_fakes, tmp_path, monkeypatch, capsys, flags, how):
-    def interrupted(*args, **kwargs):
+@pytest.mark.parametrize("overwrite, saved, advice", [
+    (False, False, "no epoch was saved: run the same command again"),
+    (False, True, "run the same command with --resume to continue from the last checkpoint"),
+    (True, False, "no epoch was saved: run the same command again"),  # the earlier run's checkpoint is not this one's
+    (True, True, "run the same command with --resume in place of --overwrite to continue from the last checkpoint"),
+])
+def test_ctrl_c_during_training_is_one_line_saying_what_to_run(tiny_fakes, tmp_path, monkeypatch, capsys,
+                                                               overwrite, saved, advice):
+    if overwrite:
+        assert train(tiny_fakes, tmp_path) == 0  # the run --overwrite replaces
+    real_run = train_main.Trainer.run
+
+    def interrupted(self, epochs, logging_parameters, resume=False):
+        if saved:
+            real_run(self, epochs, logging_parameters, resume)
         raise KeyboardInterrupt
     monkeypatch.setattr(train_main.Trainer, "run", interrupted)
-    assert train(tiny_fakes, tmp_path, *flags) == 130
-    assert capsys.readouterr().err.splitlines()[-1] == (f"interrupted; run the same command {how} to continue "
-                                                        "from the last checkpoint")
+    assert train(tiny_fakes, tmp_path, *(["--overwrite"] if overwrite else [])) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"interrupted; {advice}"
 
 
 def test_a_dataset_given_as_dot_names_the_run_after_its_folder(tiny_fakes, tmp_path, monkeypatch):

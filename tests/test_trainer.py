@@ -253,14 +253,16 @@ def test_a_fresh_run_removes_the_last_checkpoint_it_replaces(tmp_path):
     assert stale_of_another_run.exists()
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path):
+def test_resume_matches_an_uninterrupted_run(tmp_path, capsys):
     uninterrupted = make_trainer(tmp_path / "a")
     uninterrupted.run(3, PARAMETERS)
 
     interrupted = make_trainer(tmp_path / "b")
     interrupted.run(2, PARAMETERS)
     resumed = make_trainer(tmp_path / "b", seed=123)  # a fresh process: state must come from the checkpoint
+    capsys.readouterr()
     history = resumed.run(3, PARAMETERS, resume=True)
+    assert "warning" not in capsys.readouterr().out  # the best checkpoint is the resumed run's best
     assert len(history["train_loss"]) == 3
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -361,3 +363,8 @@ def test_resume_warns_when_the_best_checkpoint_is_of_an_epoch_it_redoes(tmp_path
     _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
     assert f"warning: {best_path} holds epoch 2, which this resume redoes" in capsys.readouterr().out
     assert history["best_epoch"] == 1
+
+    best_path.write_bytes(b"damaged")  # a best checkpoint that cannot be read does not stop a resume
+    resumed = make_trainer(tmp_path)
+    assert len(resumed.run(4, PARAMETERS, resume=True)["train_loss"]) == 4
+    assert f"warning: {best_path}: not a loadable checkpoint" in capsys.readouterr().out
