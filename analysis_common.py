@@ -15,7 +15,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from faces_dataset import SPLITS, DatasetError, FacesDataset, Normalizer, dataset_name, drop_unreadable
-from fileio import CheckpointError, output_problem, save_figure
+from fileio import CheckpointError, check_output_path, save_figure
 from models import load_trained_model, model_name, resolve_device
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
 from train_main import resolve_dataset
@@ -62,9 +62,7 @@ def parse_args(parser, argv):
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     if hasattr(args, "device"):
         args.device = resolve_device(args.device, parser)
-    problem = output_problem("--figures-dir", args.figures_dir, folder=True)
-    if problem:
-        parser.error(problem)
+    check_output_path(parser, "--figures-dir", args.figures_dir, folder=True)
     return args
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fileio import output_problem
+from fileio import check_output_path
 from metrics import binary_metrics, format_metric, mean_in_log_odds
 from results_table import print_table
 
@@ -107,9 +107,7 @@ def main(argv=None):
     parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
     inputs = [Path(args.predictions_dir) / f"{run}_{split}.csv" for run in args.runs for split in SPLITS]
-    problem = output_problem("-o", args.output, inputs)
-    if problem:
-        parser.error(problem)
+    check_output_path(parser, "-o", args.output, inputs)
     try:
         table = ensemble_table(args.predictions_dir, args.runs)
     except PredictionsError as error:

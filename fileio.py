@@ -39,28 +39,28 @@ def atomic_write(path, write):
         raise
 
 
-def output_problem(flag, path, inputs=(), folder=False):
-    """Why ``path``, given with ``flag``, cannot take a command's output, or None when it can: it
-    is one of the command's ``inputs``, a folder where a file is meant (or the reverse), or its
-    folder could not be created (checked without creating anything, so a command fails before
-    its work, not after)."""
+def check_output_path(parser, flag, path, inputs=(), folder=False):
+    """``parser.error`` (exit 2) when ``path``, given with ``flag``, cannot take a command's output:
+    it is one of the command's ``inputs``, a folder where a file is meant (or the reverse), or its
+    folder could not be created. Checked without creating anything, so a command fails before its
+    work, not after."""
     if path is None:
-        return None
+        return
     path = Path(path)
     if any(path.resolve() == Path(item).resolve() for item in inputs):
-        return f"{flag} {path}: is one of this command's inputs, which would be overwritten; choose another path"
+        parser.error(f"{flag} {path}: is one of this command's inputs, which would be overwritten; choose another path")
     if folder and path.exists() and not path.is_dir():
-        return f"{flag} {path}: is a file; give a folder"
+        parser.error(f"{flag} {path}: is a file; give a folder")
     if not folder and path.is_dir():
-        return f"{flag} {path}: is a folder; give a file name"
+        parser.error(f"{flag} {path}: is a folder; give a file name")
     existing = Path(os.path.abspath(path if folder else path.parent))
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        return f"{flag} {path}: cannot create the folder ({existing} is a file); choose another path"
+        parser.error(f"{flag} {path}: cannot create the folder ({existing} is a file); choose another path")
     if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{flag} {path}: cannot create or write the folder ({existing}: permission denied); choose another path"
-    return None
+        parser.error(f"{flag} {path}: cannot create or write the folder ({existing}: permission denied); "
+                     "choose another path")
 
 
 def _synced_write(path, mode, dump):

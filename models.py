@@ -222,8 +222,8 @@ def precision_settings(model_name, device, amp="auto"):
     bf16 autocast and channels_last only on CUDA: ``auto`` turns them on for XceptionBased,
     where they measured faster, and for timm and patch models (deep CNNs like it), and off for
     SimpleNet, where fp32 measured faster, and on GPUs without native bf16 (compute capability
-    below 8, before Ampere, where it is emulated and slow); ``bf16`` forces them on, ``off`` off. On the CPU they are always
-    off (bf16 is slow there).
+    below 8, before Ampere, where it is emulated and slow); ``bf16`` forces them on, ``off`` off.
+    On the CPU they are always off (bf16 is slow there).
     """
     if torch.device(device).type != "cuda" or amp == "off":
         return None, False

@@ -13,7 +13,7 @@ import numpy as np
 
 from analysis_common import exits_on_error, find_dataset, save
 from faces_dataset import SPLITS, DatasetError, FacesDataset, dataset_name, load_image
-from fileio import output_problem
+from fileio import check_output_path
 
 
 def readable_sample(files, count, rng):
@@ -68,9 +68,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample selection (default: 0)")
     parser.add_argument("--figures-dir", default="figures", help="output folder (default: figures)")
     args = parser.parse_args(argv)
-    problem = output_problem("--figures-dir", args.figures_dir, folder=True)
-    if problem:
-        parser.error(problem)
+    check_output_path(parser, "--figures-dir", args.figures_dir, folder=True)
     if args.pairs < 1:
         parser.error(f"--pairs must be >= 1 (got {args.pairs})")
     datasets = []

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
-from fileio import CheckpointError, atomic_write, output_problem, write_json
+from fileio import CheckpointError, atomic_write, check_output_path, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
@@ -234,10 +234,9 @@ def parse_args(argv=None):
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     args.device = resolve_device(args.device, parser)
     inputs = [args.checkpoint, *args.ensemble, *args.inputs]
-    for flag, path, folder in (("--csv", args.csv, False), ("--json", args.json, False), ("--cam", args.cam, True)):
-        problem = output_problem(flag, path, inputs, folder)
-        if problem:
-            parser.error(problem)
+    check_output_path(parser, "--csv", args.csv, inputs)
+    check_output_path(parser, "--json", args.json, inputs)
+    check_output_path(parser, "--cam", args.cam, inputs, folder=True)
     return args
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from fileio import atomic_write, output_problem
+from fileio import atomic_write, check_output_path
 from metrics import format_metric
 from recipe import RECIPES
 
@@ -78,9 +78,7 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="device column text (default: the run's --device)")
     parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    problem = output_problem("-o", args.output, args.runs)
-    if problem:
-        parser.error(problem)
+    check_output_path(parser, "-o", args.output, args.runs)
     try:
         table = results_table(args.runs, args.device)
     except RunFileError as error:

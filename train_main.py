@@ -27,7 +27,7 @@ import torch
 from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE, AugmentConfig
 from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, data_digest, dataset_name,
                            decode_dataset, drop_unreadable, place_images)
-from fileio import CheckpointError, output_problem
+from fileio import CheckpointError, check_output_path
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
                     precision_settings, resolve_device)
 from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
@@ -187,10 +187,8 @@ def parse_args(argv=None):
         parser.error(f"{args.dataset_path}: missing split folder(s) {', '.join(missing)}; "
                      "a dataset holds train/, val/ and test/, each with real/ and fake/")
     args.device = resolve_device(args.device, parser)
-    for flag, folder in (("--out-dir", args.out_dir), ("--checkpoint-dir", args.checkpoint_dir)):
-        problem = output_problem(flag, folder, folder=True)
-        if problem:
-            parser.error(problem)
+    check_output_path(parser, "--out-dir", args.out_dir, folder=True)
+    check_output_path(parser, "--checkpoint-dir", args.checkpoint_dir, folder=True)
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
     logging_parameters = LoggingParameters(args.model, dataset_name(args.dataset_path), args.optimizer,

@@ -303,8 +303,8 @@ class Trainer:
         """What the JSON notes of a resume: after which epoch, the settings it was free to change and did
         (device, workers, ...), and the library versions it continued with."""
         first = self.history.get("config") or {}
-        changed = {key: self.config[key] for key in sorted(RESUME_MAY_DIFFER & self.config.keys() - {"resume", "overwrite"})
-                   if first.get(key) != self.config[key]}
+        free = RESUME_MAY_DIFFER & self.config.keys() - {"resume", "overwrite"}
+        changed = {key: self.config[key] for key in sorted(free) if first.get(key) != self.config[key]}
         return {"after_epoch": self.epoch, "changed": changed, "versions": library_versions()}
 
     def _warn_if_the_best_checkpoint_disagrees(self, best_path):
