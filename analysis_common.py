@@ -1,10 +1,7 @@
-"""What the analysis scripts share: the run's command-line arguments and file names, loading
-the run (JSON, checkpoint, evaluated split) with one-line errors, deterministic sample
-selection, normalized batches exactly as training sees them, and the figure style."""
+"""What the analysis scripts share: the run's command-line arguments, loading the run (JSON,
+checkpoint, evaluated split) with one-line errors, deterministic sample selection, normalized
+batches exactly as training sees them, and the figure style. File names come from runs.py."""
 import copy
-import functools
-import json
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,12 +11,12 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from tqdm import tqdm
 
-from faces_dataset import SPLITS, DatasetError, FacesDataset, Normalizer, dataset_name, drop_unreadable
-from fileio import CheckpointError, check_output_path, save_figure
-from models import load_trained_model, model_name, resolve_device
-from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
-from train_main import resolve_dataset
-from trainer import LoggingParameters, model_file_name, output_paths
+import cli
+from cli import add_device_flag, add_run_flags, check_run_flags
+from faces_dataset import SPLITS, FacesDataset, Normalizer, dataset_name, drop_unreadable, find_dataset
+from fileio import check_output_path, save_figure
+from models import load_trained_model, resolve_device
+from runs import model_file_name, read_history
 
 DPI = 150
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
@@ -30,23 +27,17 @@ class AnalysisError(RuntimeError):
     """A missing run file or dataset; the message names it and how to make it."""
 
 
+exits_on_error = cli.exits_on_error(AnalysisError)  # decorates each analysis script's main
+
+
 def add_run_arguments(parser, model=True, evaluation=True):
     """The flags naming a run as train_main.py does, plus where figures go (and what to evaluate)."""
-    parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
-                        help="detector: SimpleNet, XceptionBased, timm:ARCH or patch:ARCH[@STRIDE] (default: SimpleNet)")
-    parser.add_argument("-d", "--dataset", default="demo_fakes",
-                        help="dataset the run was trained on: a name under --data-root or a path (default: demo_fakes)")
-    default_optimizer = RECIPES[DEFAULT_RECIPE]["optimizer"]
-    parser.add_argument("-o", "--optimizer", default=default_optimizer, choices=OPTIMIZERS,
-                        help=f"optimizer of the run (default: {default_optimizer}, the default recipe's)")
-    parser.add_argument("--out-dir", default="out", help="folder of the run's metrics JSON (default: out)")
+    add_run_flags(parser)
     parser.add_argument("--figures-dir", default="figures", help="where figures and JSON go (default: figures)")
     if model:
-        parser.add_argument("--checkpoint-dir", default="checkpoints", help="checkpoint folder (default: checkpoints)")
-        parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+        add_device_flag(parser)
         parser.add_argument("-b", "--batch-size", type=int, default=32, help="evaluation batch size (default: 32)")
     if evaluation:
-        parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
         parser.add_argument("--eval-dataset", default=None,
                             help="evaluate on this dataset instead of -d (cross-dataset generalization)")
         parser.add_argument("--split", default="test", choices=SPLITS, help="split of the evaluated dataset (default: test)")
@@ -55,75 +46,45 @@ def add_run_arguments(parser, model=True, evaluation=True):
 
 
 def parse_args(parser, argv):
-    """Parse ``argv``, check the batch size, the device and that ``--figures-dir`` can be made (parser.error)
-    and fill in the default device."""
+    """Parse ``argv``, check the batch size, the device, the run name and that ``--figures-dir`` can be made
+    (parser.error); fill in the default device and ``args.run``, the Run the flags name."""
     args = parser.parse_args(argv)
     if getattr(args, "batch_size", 1) < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     if hasattr(args, "device"):
         args.device = resolve_device(args.device, parser)
     check_output_path(parser, "--figures-dir", args.figures_dir, folder=True)
+    args.run = check_run_flags(parser, args)
     return args
-
-
-def exits_on_error(main):
-    """Wrap a script's main so a missing file or bad dataset prints one line and returns 1."""
-    @functools.wraps(main)
-    def wrapper(argv=None):
-        try:
-            return main(argv)
-        except (AnalysisError, DatasetError, CheckpointError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-    return wrapper
-
-
-def run_paths(args):
-    """(metrics JSON, best checkpoint) of the run named by the flags, as train_main.py writes them."""
-    logging_parameters = LoggingParameters(args.model, dataset_name(args.dataset), args.optimizer)
-    json_path, best_path, _ = output_paths(logging_parameters, args.out_dir, getattr(args, "checkpoint_dir", "checkpoints"))
-    return json_path, best_path
 
 
 def train_command(args):
     """The train_main.py command that makes the run these flags name."""
     command = f"python train_main.py -m {args.model} -d {args.dataset} -o {args.optimizer}"
-    for flag, value, default in (("--data-root", getattr(args, "data_root", "data"), "data"),
-                                 ("--out-dir", args.out_dir, "out"),
-                                 ("--checkpoint-dir", getattr(args, "checkpoint_dir", "checkpoints"), "checkpoints")):
-        if str(value) != default:
+    for flag, value, default in (("--data-root", args.data_root, "data"), ("--run-name", args.run_name, None),
+                                 ("--out-dir", args.out_dir, "out"), ("--checkpoint-dir", args.checkpoint_dir, "checkpoints")):
+        if value is not None and str(value) != default:
             command += f" {flag} {value}"
     return command
 
 
 def missing_run(path, args):
     """AnalysisError for a run file that does not exist: names it, the command that makes it, and other runs found."""
-    pattern = f"{dataset_name(args.dataset)}_{model_file_name(args.model)}_*.json"
-    others = sorted(p.stem.rsplit("_", 1)[-1] for p in Path(args.out_dir).glob(pattern)
-                    if p.stem.rsplit("_", 1)[-1] in OPTIMIZERS)
-    hint = f" (runs found with: {', '.join(f'-o {o}' for o in others)})" if others else ""
+    others = sorted(p.stem for p in Path(args.out_dir).glob(f"{args.run.dataset}_{model_file_name(args.model)}_*.json"))
+    hint = f" (runs found in {args.out_dir}: {', '.join(others)}; pass -o or --run-name)" if others else ""
     return AnalysisError(f"{path}: not found; train the run first: {train_command(args)}{hint}")
 
 
 def load_history(args):
     """The run's per-epoch metrics JSON."""
-    json_path, _ = run_paths(args)
-    if not json_path.is_file():
-        raise missing_run(json_path, args)
-    try:
-        history = json.loads(json_path.read_text())
-    except (OSError, ValueError) as error:
-        raise AnalysisError(f"{json_path}: not a readable run JSON ({str(error).splitlines()[0][:120]}); "
-                            f"train the run again: {train_command(args)} --overwrite") from None
-    if not isinstance(history, dict) or not {"model", "dataset", "optimizer", "train_loss"} <= history.keys():
-        raise AnalysisError(f"{json_path}: not a run JSON written by train_main.py; train the run again: "
-                            f"{train_command(args)} --overwrite")
-    return history
+    if not args.run.json_path.is_file():
+        raise missing_run(args.run.json_path, args)
+    return read_history(args.run.json_path, f"train the run again: {train_command(args)} --overwrite")
 
 
 def load_run_model(args):
     """(model in eval mode on args.device, checkpoint) of the run's best-on-validation checkpoint."""
-    _, checkpoint_path = run_paths(args)
+    checkpoint_path = args.run.best_path
     if not checkpoint_path.is_file():
         raise missing_run(checkpoint_path, args)
     model, checkpoint = load_trained_model(checkpoint_path, args.device)
@@ -137,9 +98,9 @@ def evaluated_name(args):
     return dataset_name(args.eval_dataset or args.dataset)
 
 
-def find_dataset(name, data_root):
+def dataset_root(name, data_root):
     """The folder of dataset ``name`` (a path, or a name under ``data_root``)."""
-    root = resolve_dataset(name, data_root)
+    root = find_dataset(name, data_root)
     if root is None:
         raise AnalysisError(f"dataset {name!r} not found as a path or under --data-root {data_root!r}; "
                             "run 'python demo_data.py' for the demo datasets or pass the dataset folder")
@@ -150,18 +111,15 @@ def load_split(args):
     """The split evaluated (``--split`` of ``--eval-dataset``, default the run's own dataset);
     files that cannot be read are skipped with a warning, as training skips them (which decodes
     the split once more, in parallel, before the analysis)."""
-    split = FacesDataset(find_dataset(args.eval_dataset or args.dataset, args.data_root) / args.split,
+    split = FacesDataset(dataset_root(args.eval_dataset or args.dataset, args.data_root) / args.split,
                          require_both_classes=False)
     return drop_unreadable(split, progress=False)
 
 
 def figure_prefix(args):
-    """The run's name ``{dataset}_{model}_{optimizer}``, plus ``_on_{evaluated dataset}`` for a
-    cross-dataset evaluation and ``_{split}`` for a split other than test."""
-    prefix = LoggingParameters(args.model, dataset_name(args.dataset), args.optimizer).run_name
-    if evaluated_name(args) != dataset_name(args.dataset):
-        prefix += f"_on_{evaluated_name(args)}"
-    return prefix if args.split == "test" else f"{prefix}_{args.split}"
+    """The run's name, plus ``_on_{evaluated dataset}`` for a cross-dataset evaluation and ``_{split}`` for a
+    split other than test."""
+    return args.run.figure_prefix(evaluated_name(args), args.split)
 
 
 def save(fig, path):

@@ -27,6 +27,7 @@ In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compress
 
 ``mixup_batch`` (Zhang et al., 2018) mixes normalized batches in the trainer (``--mixup``).
 """
+import dataclasses
 import io
 import math
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class AugmentConfig:
     blur_prob: float = 0.0
     jpeg_prob: float = 0.0
     erase_prob: float = 0.0
+
+    @classmethod
+    def from_recipe(cls, recipe):
+        """The augmentations a recipe (recipe.Recipe) turns on: its knobs of the same names."""
+        return cls(**{field.name: getattr(recipe, field.name) for field in dataclasses.fields(cls)})
 
     def __post_init__(self):
         if self.crop not in CROP_MODES:

@@ -20,7 +20,6 @@ box in source pixels) and every source or frame where no face was found or the f
 not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable or
 a split was left without real or fake images, 2 for a usage error.
 """
-import argparse
 import csv
 import os
 import random
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cli import ArgumentParser
 from face_detection import ENLARGE, FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, SPLITS, DatasetError
 from fileio import atomic_write
@@ -207,10 +207,11 @@ def write_manifest(path, rows):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--real", required=True, help="folder of real photos and/or videos (searched recursively)")
     parser.add_argument("--fake", required=True, help="folder of fake photos and/or videos (searched recursively)")
-    parser.add_argument("-o", "--out", required=True, help="dataset folder to create (train/ val/ test/ + manifest.csv)")
+    parser.add_argument("--output", "--out", "-o", required=True,
+                        help="dataset folder to create (train/ val/ test/ + manifest.csv); -o and --out are older spellings")
     parser.add_argument("--frames", type=int, default=10, help="evenly spaced frames taken per video (default: 10)")
     parser.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
                         help="share of sources per split (default: 0.8 0.1 0.1)")
@@ -219,7 +220,7 @@ def parse_args(argv=None):
                         help="split unit: each photo/video, or each sub-folder (one identity) (default: file)")
     parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels (default: 32)")
     parser.add_argument("--enlarge", type=float, default=ENLARGE, help=f"crop side / face box side (default: {ENLARGE})")
-    parser.add_argument("--overwrite", action="store_true", help="replace the splits and manifest of an earlier build in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace the splits and manifest of an earlier build in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     for name in ("real", "fake"):
@@ -235,10 +236,10 @@ def parse_args(argv=None):
         parser.error(f"--ratios {' '.join(map(str, args.ratios))}: need three shares >= 0 summing to 1, train > 0")
     if args.enlarge < 1:
         parser.error(f"--enlarge must be >= 1 (got {args.enlarge})")
-    out = Path(args.out)
+    out = Path(args.output)
     earlier = [out / name for name in (*SPLITS, "manifest.csv", STAGING) if (out / name).exists()]
     if earlier and not args.overwrite:
-        parser.error(f"{earlier[0]} exists from an earlier build; pass --overwrite to replace it or choose another --out")
+        parser.error(f"{earlier[0]} exists from an earlier build; pass --overwrite to replace it or choose another --output")
     args.earlier = earlier
     return args
 
@@ -250,14 +251,14 @@ def main(argv=None):
     except FaceDetectorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    new_build = Path(args.out) / NEW_BUILD
+    new_build = Path(args.output) / NEW_BUILD
     shutil.rmtree(new_build, ignore_errors=True)  # left by a build that was killed
     rows = build(args.real, args.fake, new_build, args.frames, args.ratios, args.seed, args.group_by, cropper,
                  progress=not args.no_progress)
     for path in args.earlier:  # replaced only once the new build is whole
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     for name in (*SPLITS, "manifest.csv"):
-        os.replace(new_build / name, Path(args.out) / name)
+        os.replace(new_build / name, Path(args.output) / name)
     new_build.rmdir()
     crops = [row for row in rows if row["status"] == "ok"]
     missing = [row for row in rows if row["status"] == "no face"]
@@ -267,7 +268,7 @@ def main(argv=None):
     print(f"{'split':<6} {'real':>6} {'fake':>6} {'groups':>7}")
     for split in SPLITS:
         print(f"{split:<6} {images[split, 'real']:>6} {images[split, 'fake']:>6} {sources[split]:>7}")
-    print(f"{len(crops)} face crops written to {args.out}; manifest: {Path(args.out) / 'manifest.csv'}")
+    print(f"{len(crops)} face crops written to {args.output}; manifest: {Path(args.output) / 'manifest.csv'}")
     if missing:
         print(f"no face found in {len(missing)} photo(s)/frame(s):")
         for row in missing[:MAX_LISTED]:

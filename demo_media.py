@@ -8,7 +8,6 @@ and size on a larger canvas, .png) and ``--videos`` videos (a face drifting acro
 frame, .mp4 written with OpenCV). Deterministic for a given ``--seed``. The faces are
 drawn, so OpenCV's detector misses some of them: build_faces_dataset.py lists those.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 import demo_data
+from cli import ArgumentParser
 
 CANVAS = (480, 360)
 FPS = 10
@@ -73,7 +73,7 @@ def write_media(out, photos=12, videos=4, frames=20, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="raw", help="output folder (default: raw)")
     parser.add_argument("--photos", type=int, default=12, help="photos per class (default: 12)")
     parser.add_argument("--videos", type=int, default=4, help="videos per class (default: 4)")

@@ -96,6 +96,14 @@ def dataset_name(path):
     return Path(os.path.abspath(path)).name
 
 
+def find_dataset(name, data_root):
+    """The dataset folder: ``name`` itself when it is a folder, else ``data_root/name``; None if neither."""
+    for candidate in (Path(name), Path(data_root) / name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
 class FacesDataset(Dataset):
     """Images of ``root_path/real`` (label 0) and ``root_path/fake`` (label 1).
 

@@ -4,9 +4,12 @@ Every file the toolkit writes goes to a temporary file in the target folder and 
 renamed into place, so a reader never sees half a file and a failed write leaves the
 previous file intact. Checkpoints and weights are always loaded with ``weights_only=True``.
 """
+import contextlib
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -155,3 +158,82 @@ def require_keys(checkpoint, path, required_keys, fix=TRAINED_CHECKPOINT_FIX):
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required_keys):
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit; expected a dict with keys "
                               f"{list(required_keys)}; {fix}")
+
+
+def read_json(path, kind, fix):
+    """A JSON file's content; CheckpointError naming ``path``, the ``kind`` expected and ``fix`` when it is
+    missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {kind} not found; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable {kind} ({str(error).splitlines()[0][:120]}); {fix}") from None
+
+
+def _lock_holder_alive(holder):
+    """Whether the process a lock file names may still run: on another host we cannot tell, so yes."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return True
+    return True
+
+
+def _age_seconds(path):
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+_HELD_HERE = set()  # lock files this process holds: holding one again is a no-op
+
+
+@contextlib.contextmanager
+def held_lock(path, refusal):
+    """Hold the lock file ``path`` (created exclusively, holding this pid, host and start time) for the
+    ``with`` block. When a live process holds it, raise ``refusal(holder)``, an exception for the text that
+    describes the holder; a lock whose process is gone (same host) is stale and taken over. Reentrant
+    within a process."""
+    path = Path(path)
+    if path.resolve() in _HELD_HERE:
+        yield path
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, ValueError):
+                holder = {}  # being written now, or half written by a process killed at that moment
+            unreadable = not isinstance(holder, dict) or not holder
+            if unreadable and _age_seconds(path) > 10 or not unreadable and not _lock_holder_alive(holder):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            described = (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+                         if not unreadable else "a process that is writing it now")
+            raise refusal(described) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+        break
+    else:
+        raise refusal("another process that took it over at the same moment")
+    _HELD_HERE.add(path.resolve())
+    try:
+        yield path
+    finally:
+        _HELD_HERE.discard(path.resolve())
+        try:
+            if json.loads(path.read_text()).get("pid") == mine["pid"]:
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass

@@ -8,7 +8,6 @@ per class) and ``..._mean_grad_cam.png`` (mean map of the true class per class),
 how well the maps of fakes hit their ground-truth masks when the split has them.
 ``pytorch_grad_cam`` is imported only when a map is computed, so this module imports without it.
 """
-import argparse
 import importlib.util
 import sys
 
@@ -19,6 +18,7 @@ import torch
 from analysis_common import (AnalysisError, add_run_arguments, balanced_sample, denormalize, exits_on_error,
                              figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
                              save)
+from cli import ArgumentParser
 from explanation_scores import explain_dataset, format_scores_table, plot_mean_maps, summarize_scores
 from models import SimpleNet
 
@@ -187,7 +187,7 @@ def grad_cam_analysis(model, normalization, dataset, args, explain="predicted"):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
                                            help="class whose evidence the figures show (default: predicted)")
     args = parse_args(parser, argv)

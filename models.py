@@ -3,12 +3,12 @@ architecture as ``timm:NAME`` (e.g. ``timm:resnet18``) with a 2-way head, and a 
 ``patch:NAME[@STRIDE]``: a timm CNN cut at output stride 8 (or STRIDE) that averages the
 real/fake logits of its patches."""
 import argparse
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from fileio import CheckpointError, load_checkpoint, load_weights_file, require_keys, state_dict_mismatch
+from fileio import CheckpointError, load_weights_file, state_dict_mismatch
+from runs import load_detector_checkpoint
 from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
 MODEL_NAMES = ("SimpleNet", "XceptionBased")
@@ -235,13 +235,6 @@ def precision_settings(model_name, device, amp="auto"):
     return None, False
 
 
-def operating_threshold(checkpoint):
-    """The threshold on P(fake) a checkpoint decides at: its validation EER threshold, or 0.5
-    when it has none (the validation split held one class)."""
-    threshold = checkpoint.get("threshold")
-    return 0.5 if threshold is None else float(threshold)
-
-
 def load_trained_model(checkpoint_path, device="cpu"):
     """A detector restored from a checkpoint written by train_main.py, in eval mode.
 
@@ -250,16 +243,10 @@ def load_trained_model(checkpoint_path, device="cpu"):
     (the validation EER point; None when the validation split held one class).
     Raises CheckpointError naming the file when it is not such a checkpoint.
     """
-    checkpoint = load_checkpoint(checkpoint_path, required_keys=("model",))
-    if "model_name" not in checkpoint and {"optimizer", "history"} <= checkpoint.keys():
-        best = Path(checkpoint_path).name.replace("_last.pt", ".pt")
-        raise CheckpointError(f"{checkpoint_path}: the resume state of a run (for train_main.py --resume), not a "
-                              f"detector checkpoint; pass the run's best checkpoint ({best})")
-    require_keys(checkpoint, checkpoint_path, ("model", "model_name"))
+    checkpoint = load_detector_checkpoint(checkpoint_path)
     name = checkpoint["model_name"]
-    if not isinstance(name, str) or model_name_error(name):
-        reason = model_name_error(name) if isinstance(name, str) else model_name_error("")
-        raise CheckpointError(f"{checkpoint_path}: unknown model {name!r}; {reason}")
+    if model_name_error(name):
+        raise CheckpointError(f"{checkpoint_path}: unknown model {name!r}; {model_name_error(name)}")
     model = build_model(name, pretrained=False)
     try:
         model.load_state_dict(checkpoint["model"])

@@ -10,7 +10,6 @@ separate, so a detector trained on one dataset can be evaluated on another. Writ
 for a split other than test). Accuracy and the confusion matrix are given at the checkpoint's
 validation threshold (as predict.py decides) and accuracy also at 0.5 (as training counts it).
 """
-import argparse
 import sys
 
 import matplotlib.pyplot as plt
@@ -22,9 +21,10 @@ from sklearn.metrics import DetCurveDisplay, roc_curve
 from analysis_common import (add_run_arguments, dataset_name, evaluated_name, exits_on_error,
                              figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
                              save)
+from cli import ArgumentParser
 from fileio import write_json
 from metrics import binary_metrics, format_metric
-from models import operating_threshold
+from runs import operating_threshold
 
 
 
@@ -144,7 +144,7 @@ def analyse_scores(labels, real_scores, fake_scores, args, checkpoint):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     args = parse_args(add_run_arguments(parser), argv)
     model, checkpoint = load_run_model(args)
     dataset = load_split(args)

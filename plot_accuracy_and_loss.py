@@ -7,15 +7,15 @@ Reads ``out/{dataset}_{model}_{optimizer}.json`` (written by train_main.py) and 
 and test curves) and ``..._auc_plot.png`` (validation and test AUC, what the improved recipe
 selects on), the best-on-validation epoch marked.
 """
-import argparse
 import math
 import sys
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from cli import ArgumentParser
 from analysis_common import add_run_arguments, dataset_name, exits_on_error, load_history, parse_args, save
-from trainer import LoggingParameters
+from runs import Run
 
 CURVES = (("train", "o-", "tab:blue"), ("val", "s-", "tab:orange"), ("test", "^-", "tab:green"))
 
@@ -45,7 +45,8 @@ def plot_curves(history, kind, title, path):
 
 def plot_accuracy_and_loss(history, figures_dir):
     """Both figures of a run's ``history`` (its metrics JSON); returns their paths."""
-    prefix = LoggingParameters(history["model"], dataset_name(history["dataset"]), history["optimizer"]["name"]).run_name
+    prefix = history.get("run_name") or Run(history["model"], dataset_name(history["dataset"]),
+                                            history["optimizer"]["name"]).name
     run = f"{history['model']} on {history['dataset']}"
     optimizer = f"{history['optimizer']['name']}, lr {history['optimizer']['params'].get('lr')}"
     return [plot_curves(history, "loss", f"Loss per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_losses_plot.png"),
@@ -57,7 +58,7 @@ def plot_accuracy_and_loss(history, figures_dir):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     args = parse_args(add_run_arguments(parser, model=False, evaluation=False), argv)
     plot_accuracy_and_loss(load_history(args), args.figures_dir)
     return 0

@@ -5,13 +5,13 @@
 Writes ``figures/datasets_samples.png``: one row per dataset, ``--pairs`` real/fake pairs
 drawn with ``--seed``. Labels come from the folder an image is in (``real/`` or ``fake/``).
 """
-import argparse
 import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from analysis_common import exits_on_error, find_dataset, save
+from analysis_common import dataset_root, exits_on_error, save
+from cli import ArgumentParser
 from faces_dataset import SPLITS, DatasetError, FacesDataset, dataset_name, load_image
 from fileio import check_output_path
 
@@ -59,7 +59,7 @@ def plot_samples(datasets, pairs, seed, path):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("-d", "--datasets", nargs="+", default=["demo_fakes", "demo_synthetic"],
                         help="dataset names under --data-root, or paths (default: demo_fakes demo_synthetic)")
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
@@ -73,7 +73,7 @@ def main(argv=None):
         parser.error(f"--pairs must be >= 1 (got {args.pairs})")
     datasets = []
     for name in args.datasets:
-        root = find_dataset(name, args.data_root)
+        root = dataset_root(name, args.data_root)
         datasets.append((dataset_name(root), FacesDataset(root / args.split)))
     plot_samples(datasets, args.pairs, args.seed, f"{args.figures_dir}/datasets_samples.png")
     return 0

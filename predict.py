@@ -18,9 +18,8 @@ image and averages the log-odds.
 Prints a table; ``--csv``/``--json`` also write it to files; ``--cam DIR`` saves a Grad-CAM
 overlay per image (evidence for "fake", as grad_cam_analysis.py draws it). Unreadable or
 missing inputs, and images without a face under ``--crop-faces``, are reported and skipped.
-Exit code: 0 when every input was scored, 1 when any failed, 2 for a usage or checkpoint error.
+Exit code: 0 when every input was scored, 1 when any failed or the checkpoint is bad, 2 for a usage error.
 """
-import argparse
 import csv
 import glob
 import sys
@@ -31,9 +30,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from cli import ArgumentParser, exits_on_error
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
-from fileio import CheckpointError, atomic_write, check_output_path, write_json
+from fileio import atomic_write, check_output_path, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
@@ -209,7 +209,7 @@ def write_csv(path, results):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("checkpoint", help="a checkpoint written by train_main.py (checkpoints/*.pt)")
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
     parser.add_argument("--threshold", type=float, default=None,
@@ -240,13 +240,10 @@ def parse_args(argv=None):
     return args
 
 
+@exits_on_error(FaceDetectorError)
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        loaded = [load_trained_model(path, args.device) for path in [args.checkpoint, *args.ensemble]]
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    loaded = [load_trained_model(path, args.device) for path in [args.checkpoint, *args.ensemble]]
     members = [(model, checkpoint["normalization"]) for model, checkpoint in loaded]
     checkpoints = [checkpoint for _, checkpoint in loaded]
     if args.threshold is not None:
@@ -255,11 +252,7 @@ def main(argv=None):
         threshold, source = default_threshold(checkpoints)
     cropper = None
     if args.crop_faces:
-        try:
-            cropper = FaceCropper(min_face=args.min_face)
-        except FaceDetectorError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        cropper = FaceCropper(min_face=args.min_face)
     cams = CamWriter(members, args.device, args.cam) if args.cam else None
 
     files, failures = expand_inputs(args.inputs)

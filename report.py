@@ -10,20 +10,20 @@ curves, ROC and DET curves with the metrics table, gradient saliency and Grad-CA
 explanation scores against the ground-truth masks (when the evaluated split has ``masks/``) and
 ``..._summary.json``.
 """
-import argparse
 import importlib.util
 import sys
 
-from analysis_common import (add_run_arguments, dataset_name, evaluated_name, exits_on_error, figure_prefix,
-                             find_dataset, load_history, load_run_model, load_split, parse_args, run_paths)
+from analysis_common import (add_run_arguments, dataset_name, dataset_root, evaluated_name, exits_on_error,
+                             figure_prefix, load_history, load_run_model, load_split, parse_args)
+from cli import ArgumentParser
 from explanation_scores import BASELINES, format_scores_table, summarize_scores
 from faces_dataset import FacesDataset
 from fileio import write_json
 from grad_cam_analysis import EXPLAIN_CHOICES, grad_cam_analysis
-from models import operating_threshold
 from numerical_analysis import analyse_scores, get_soft_scores_and_true_labels
 from plot_accuracy_and_loss import plot_accuracy_and_loss
 from plot_samples_of_faces_datasets import plot_samples
+from runs import operating_threshold
 from saliency_map import saliency_analysis
 
 
@@ -36,7 +36,7 @@ def explanation_table(results):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
                                            help="class the single-image and grid Grad-CAM figures explain (default: predicted)")
     args = parse_args(parser, argv)
@@ -47,7 +47,7 @@ def main(argv=None):
     prefix = figure_prefix(args)
     figures = []
 
-    samples = [(dataset_name(args.dataset), FacesDataset(find_dataset(args.dataset, args.data_root) / "train"))]
+    samples = [(dataset_name(args.dataset), FacesDataset(dataset_root(args.dataset, args.data_root) / "train"))]
     if evaluated_name(args) != dataset_name(args.dataset):
         samples.append((f"{evaluated_name(args)}/{args.split}", dataset))
     figures.append(plot_samples(samples, 3, args.seed, f"{args.figures_dir}/{prefix}_datasets_samples.png"))
@@ -77,10 +77,9 @@ def main(argv=None):
     else:
         print(f"note: {dataset.root_path} has no masks/ folder; explanation scores skipped")
 
-    json_path, checkpoint_path = run_paths(args)
-    summary = {"model": args.model, "trained_on": dataset_name(args.dataset), "optimizer": args.optimizer,
-               "evaluated_on": evaluated_name(args), "split": args.split,
-               "run_json": str(json_path), "checkpoint": str(checkpoint_path),
+    summary = {"run_name": args.run.name, "model": args.model, "trained_on": dataset_name(args.dataset),
+               "optimizer": args.optimizer, "evaluated_on": evaluated_name(args), "split": args.split,
+               "run_json": str(args.run.json_path), "checkpoint": str(args.run.best_path),
                "checkpoint_epoch": checkpoint["epoch"], "checkpoint_val_acc": checkpoint.get("val_acc"),
                "checkpoint_val_auc": checkpoint.get("val_auc"), "epochs": len(history["train_loss"]),
                "best_epoch": history.get("best_epoch"), "metrics": metrics, "explanation_scores": table,

@@ -7,7 +7,6 @@ real and half fake, drawn with ``--seed``, beside their maps) and
 ``..._mean_saliency_maps.png`` (mean normalized map of the real and of the fake test images),
 and prints how well the maps of fakes hit their ground-truth masks when the split has them.
 """
-import argparse
 import sys
 
 import matplotlib.pyplot as plt
@@ -16,8 +15,9 @@ import torch
 
 from analysis_common import (add_run_arguments, balanced_sample, denormalize, exits_on_error, figure_prefix,
                              load_run_model, load_split, model_device, normalized_batches, parse_args, save)
+from cli import ArgumentParser
 from explanation_scores import explain_dataset, format_scores_table, plot_mean_maps, summarize_scores
-from models import operating_threshold
+from runs import operating_threshold
 
 PAIRS = 36
 COLUMNS = 6
@@ -88,7 +88,7 @@ def saliency_analysis(model, normalization, dataset, args, threshold=0.5):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     args = parse_args(add_run_arguments(parser), argv)
     model, checkpoint = load_run_model(args)
     _, result = saliency_analysis(model, checkpoint["normalization"], load_split(args), args,

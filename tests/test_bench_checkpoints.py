@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_bench_checkpoints_prints_one_row_per_interval(tiny_fakes):
-    result = subprocess.run([sys.executable, str(ROOT / "bench_checkpoints.py"), str(tiny_fakes), "-e", "2",
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_checkpoints.py"), str(tiny_fakes), "-e", "2",
                              "--intervals", "0", "60", "--device", "cpu"],
                             capture_output=True, text=True, check=True)
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
@@ -24,7 +24,7 @@ def test_bench_checkpoints_prints_one_row_per_interval(tiny_fakes):
 
 
 def test_bench_checkpoints_shows_a_failed_runs_command_and_output(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "bench_checkpoints.py"), str(tmp_path), "--device", "cpu"],
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_checkpoints.py"), str(tmp_path), "--device", "cpu"],
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "a training run failed (exit 2): " in result.stderr and "the end of its output:" in result.stderr

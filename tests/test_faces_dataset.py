@@ -7,8 +7,8 @@ from PIL import Image
 
 import faces_dataset
 from augment import AugmentConfig, Augmenter
-from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, decode_dataset, item_transform, load_image,
-                           make_batches)
+from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics,
+                           decode_dataset, item_transform, load_image, make_batches)
 
 
 def write_image(path, size=(256, 256), colour=(128, 64, 32), mode="RGB", **save_args):
@@ -269,3 +269,29 @@ def test_keep_fraction_counts_exactly_for_decimal_fractions(tmp_path):
 def test_keep_fraction_refuses_fractions_outside_0_1(small_split, fraction):
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
         FacesDataset(small_split).keep_fraction(fraction)
+
+
+def test_balanced_sampler_draws_both_classes_equally_on_both_paths(tiny_fakes):
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    weights = balanced_sample_weights(labels)
+    decoded = DecodedFaces(torch.zeros(100, 3, 8, 8, dtype=torch.uint8), labels, [""] * 100, "x")
+    batches = make_batches(decoded, 50, "cpu", (0.5,) * 3, (0.5,) * 3, True, torch.Generator().manual_seed(0),
+                           augment=AugmentConfig(crop="none", flip=False), sample_weights=weights)
+    drawn = torch.cat([batch_labels for _ in range(20) for _, batch_labels in batches])
+    assert abs(drawn.float().mean().item() - 0.5) < 0.03
+    dataset = FacesDataset(tiny_fakes / "train")
+    dataset.labels = [0] * 20 + [1] * 4  # a 5:1 split, files unread
+    item_batches = make_batches(dataset, 8, "cpu", (0.5,) * 3, (0.5,) * 3, True, torch.Generator().manual_seed(0),
+                                sample_weights=balanced_sample_weights(dataset.labels))
+    drawn = [dataset.labels[i] for _ in range(200) for i in item_batches.loader.sampler]
+    assert abs(np.mean(drawn) - 0.5) < 0.03
+
+
+def test_dataset_statistics_are_the_same_on_both_paths(tiny_fakes):
+    dataset = FacesDataset(tiny_fakes / "train")
+    decoded = decode_dataset(dataset, cache_dir=None, progress=False)
+    mean, std = channel_statistics(decoded)
+    assert (mean, std) == channel_statistics(dataset)
+    pixels = decoded.images.double() / 255
+    assert mean == pytest.approx(pixels.mean((0, 2, 3)).tolist(), abs=1e-4)
+    assert std == pytest.approx(pixels.std((0, 2, 3)).tolist(), abs=1e-3)

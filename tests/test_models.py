@@ -2,13 +2,16 @@ import argparse
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+import grad_cam_analysis
 import models
+import train_main
 import xception
 from fileio import CheckpointError
-from models import SimpleNet, build_model, get_xception_based_model, load_trained_model
+from models import SimpleNet, build_model, get_xception_based_model, load_trained_model, model_name, model_name_error
 
 
 def count(module, trainable_only=False):
@@ -145,3 +148,158 @@ def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatc
         models.resolve_device("cuda:2", parser)
     assert exit_info.value.code == 2
     assert "--device cuda:2: this machine has 2 CUDA device(s); use cuda:0 to cuda:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["timm:resnet10t", "patch:resnet10t"])
+def test_drop_path_makes_training_passes_stochastic_and_evaluation_exact(name):
+    images = torch.randn(2, 3, 64, 64)
+    model = build_model(name, drop_path_rate=0.5)
+    drop_rates = [module.drop_prob for module in model.modules() if type(module).__name__ == "DropPath"]
+    assert drop_rates and max(drop_rates) > 0
+    for module in model.modules():  # timm starts residual branches at zero; dropping them must show
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    model.train()
+    assert not torch.allclose(model(images), model(images))
+    model.eval()
+    assert torch.equal(model(images), model(images))
+    plain = build_model(name).train()
+    assert torch.equal(plain(images), plain(images))
+
+
+def test_timm_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    code = train_main.main(["-m", "timm:resnet10t", "-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu",
+                            "--mixup", "0.2", "--erase-prob", "0.5", "--drop-path", "0.1", "--crop", "resized",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_timm-resnet10t_AdamW.pt")
+    assert checkpoint["model_name"] == "timm:resnet10t"
+    config = checkpoint["config"]
+    assert (config["mixup"], config["erase_prob"], config["drop_path"], config["crop"]) == (0.2, 0.5, 0.1, "resized")
+    assert grad_cam_analysis.target_layer_name(model) == "layer4"
+    images = torch.randn(2, 3, 256, 256)
+    maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
+    assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()
+
+
+def test_timm_weights_load_from_a_local_file_and_bad_files_are_refused(tmp_path):
+    import timm
+    source = timm.create_model("resnet10t", pretrained=False)  # 1000-class head, as a download would have
+    torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
+    model = build_model("timm:resnet10t", weights=tmp_path / "resnet10t.pth")
+    assert torch.equal(model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert model.fc.out_features == 2
+    torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
+    with pytest.raises(CheckpointError, match="not a state dict of timm resnet10t"):
+        build_model("timm:resnet10t", weights=tmp_path / "simplenet.pth")
+    torch.save(torch.ones(3), tmp_path / "tensor.pth")
+    torch.save({"epoch": 3, "fc.weight": 1}, tmp_path / "notes.pth")
+    (tmp_path / "notes.txt").write_text("not weights")
+    for bad, says in [("missing.pth", "weights file not found"), ("notes.txt", r"not a loadable weights file \(not a file written by torch.save\)"),
+                      ("tensor.pth", r"not a state dict \(names to tensors\)"),
+                      ("notes.pth", r"not a state dict \(names to tensors\)")]:
+        with pytest.raises(CheckpointError, match=rf"{bad}: {says}.*timm.create_model\('resnet10t'\)"):
+            build_model("timm:resnet10t", weights=tmp_path / bad)
+
+
+def test_timm_weights_load_when_the_architecture_has_two_heads(tmp_path):
+    import timm
+    arch = "deit_tiny_distilled_patch16_224"  # classifier ("head", "head_dist")
+    source = timm.create_model(arch, pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "deit.pth")
+    model = build_model(f"timm:{arch}", weights=tmp_path / "deit.pth")
+    assert torch.equal(model.state_dict()["cls_token"], source.state_dict()["cls_token"])
+    assert model.head.out_features == model.head_dist.out_features == 2
+
+
+def patch_logit_map(model, images):
+    with torch.no_grad():
+        return model.patch_logits(model.features(images)[-1])
+
+
+def test_patch_detector_takes_any_size_and_its_patch_logits_are_local():
+    torch.manual_seed(0)
+    model = build_model("patch:resnet10t").eval()
+    images = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        assert model(images).shape == (2, 2)
+        assert model(torch.randn(3, 3, 192, 192)).shape == (3, 2)
+    changed = images.clone()
+    changed[:, :, :32, :32] = 5.0  # the top left corner
+    before, after = patch_logit_map(model, images), patch_logit_map(model, changed)
+    assert before.shape == (2, 2, 32, 32)
+    assert not torch.equal(before[..., :4, :4], after[..., :4, :4])
+    assert torch.equal(before[..., 16:, 16:], after[..., 16:, 16:])  # the bottom right quarter never sees it
+
+
+def test_patch_detector_stride_16_has_a_coarser_patch_map_than_stride_8():
+    images = torch.randn(1, 3, 256, 256)
+    assert patch_logit_map(build_model("patch:resnet10t@8").eval(), images).shape == (1, 2, 32, 32)
+    assert patch_logit_map(build_model("patch:resnet10t@16").eval(), images).shape == (1, 2, 16, 16)
+    assert patch_logit_map(build_model("patch:resnet10t").eval(), images).shape == (1, 2, 32, 32)
+
+
+def test_bad_patch_names_say_what_to_fix():
+    stride_error = "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"
+    assert model_name_error("patch:resnet10t@3") == stride_error
+    assert model_name_error("patch:resnet10t@x") == stride_error
+    assert model_name_error("patch:resnet10t@") == stride_error
+    assert model_name_error("patch:no_such_net").startswith("not a timm architecture")
+    assert model_name_error("patch:resnet10t") is None and model_name_error("patch:resnet10t@16") is None
+    assert "patch:ARCH for its patch detector" in model_name_error("resnet10t")
+    assert model_name("patch:resnet10t@16") == "patch:resnet10t@16"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"invalid choice: 'patch:resnet10t@3'; the output stride"):
+        model_name("patch:resnet10t@3")
+
+
+def test_patch_weights_load_from_a_full_timm_state_dict_and_bad_files_are_refused(tmp_path):
+    import timm
+    source = timm.create_model("resnet10t", pretrained=False)  # all stages and a 1000-class head, as downloaded
+    torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
+    model = build_model("patch:resnet10t", weights=tmp_path / "resnet10t.pth")
+    kept = model.features.state_dict()
+    assert "layer2.0.conv1.weight" in kept and not any(key.startswith(("layer3.", "fc.")) for key in kept)
+    for key, value in kept.items():
+        assert torch.equal(value, source.state_dict()[key]), key
+    assert model.patch_logits.out_channels == 2
+    torch.save(SimpleNet().state_dict(), tmp_path / "simplenet.pth")
+    with pytest.raises(CheckpointError, match="not a state dict of timm resnet10t"):
+        build_model("patch:resnet10t", weights=tmp_path / "simplenet.pth")
+    torch.save({**source.state_dict(), "layer5.weight": torch.zeros(1)}, tmp_path / "bigger.pth")
+    with pytest.raises(CheckpointError, match=r"1 unexpected, e.g. \['layer5.weight'\]"):
+        build_model("patch:resnet10t", weights=tmp_path / "bigger.pth")  # another architecture's extra layers
+    torch.save(timm.create_model("resnet14t").state_dict(), tmp_path / "resnet14t.pth")
+    for name in ("patch:resnet10t", "timm:resnet10t"):  # same layer names, other shapes
+        with pytest.raises(CheckpointError, match=r"not a state dict of timm resnet10t \(size mismatch"):
+            build_model(name, weights=tmp_path / "resnet14t.pth")
+
+
+def test_patch_weights_load_where_the_cut_network_renames_its_layers(tmp_path):
+    import timm
+    source = timm.create_model("convnext_atto", pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "convnext_atto.pth")
+    model = build_model("patch:convnext_atto", weights=tmp_path / "convnext_atto.pth")
+    assert "stem_0.weight" in model.features.state_dict()  # stem.0 of the whole network
+    assert torch.equal(model.features.state_dict()["stem_0.weight"], source.state_dict()["stem.0.weight"])
+    assert torch.equal(model.features.state_dict()["stages_1.downsample.1.weight"],
+                       source.state_dict()["stages.1.downsample.1.weight"])
+    assert "state_dict" not in model.pretrained_cfg
+
+
+def test_patch_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    code = train_main.main(["-m", "patch:resnet10t", "-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    assert (tmp_path / "out" / "tiny_fakes_patch-resnet10t_AdamW.json").is_file()
+    assert (tmp_path / "ck" / "tiny_fakes_patch-resnet10t_AdamW_last.pt").is_file()
+    model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_patch-resnet10t_AdamW.pt")
+    assert checkpoint["model_name"] == "patch:resnet10t"
+    assert type(model).__name__ == "PatchDetector" and not model.training
+    assert grad_cam_analysis.target_layer_name(model) == "patch_logits"  # the map the mean pools
+    images = torch.randn(2, 3, 256, 256)
+    maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
+    assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()

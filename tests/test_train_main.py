@@ -12,6 +12,12 @@ import pytest
 import torch
 
 import train_main
+from augment import AugmentConfig, CROP_PADDING
+from faces_dataset import item_transform
+from models import SimpleNet
+from recipe import CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, resolve_normalization
+from trainer import Trainer
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,3 +237,156 @@ def test_sigkill_then_resume_loses_nothing(tiny_fakes, tmp_path, uninterrupted_r
     for key, value in uninterrupted_run["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert finished["train_loss"] == uninterrupted_run["history"]["train_loss"]
+
+
+def parse(tiny_fakes, tmp_path, *flags):
+    args, _ = train_main.parse_args(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"),
+                                     "--checkpoint-dir", str(tmp_path / "ck"), *flags])
+    return args
+
+
+def test_course_recipe_is_the_course_recipe(tiny_fakes, tmp_path):
+    args = parse(tiny_fakes, tmp_path, "--recipe", "course")
+    assert (args.optimizer, args.lr, args.batch_size, args.weight_decay) == ("Adam", 1e-3, 32, 0.0)
+    assert (args.schedule, args.warmup_epochs, args.label_smoothing, args.class_balance) == ("constant", 0, 0, "none")
+    assert (args.patience, args.clip_grad_norm, args.selection_metric) == (0, 0, "val_acc")
+    assert (args.crop, args.flip, args.jitter, args.blur_prob, args.jpeg_prob) == ("pad", True, 0, 0, 0)
+    assert (args.erase_prob, args.mixup, args.drop_path, args.ema) == (0, 0, 0, 0)
+    assert resolve_normalization(args.normalization, "SimpleNet", None, False, None) == CIFAR10_NORMALIZATION
+    assert CIFAR10_NORMALIZATION == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    optimizer = build_optimizer(args.optimizer, SimpleNet().parameters(), args.lr)
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["weight_decay"] == 0
+    assert build_scheduler(optimizer, args.schedule, 100, 0) is None
+    transform = item_transform((0.5,) * 3, (0.5,) * 3, True, AugmentConfig(crop=args.crop, flip=args.flip))
+    assert [type(step).__name__ for step in transform.transforms] == [
+        "RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+    assert transform.transforms[0].padding == CROP_PADDING == 4
+
+
+def test_flags_override_the_recipe_and_the_json_records_every_setting(tiny_fakes, tmp_path):
+    args = parse(tiny_fakes, tmp_path, "--recipe", "course", "--lr", "0.01", "--no-flip")
+    assert args.lr == 0.01 and args.flip is False and args.optimizer == "Adam"
+    assert sorted(args.recipe_overrides) == ["flip", "lr"]
+    assert parse(tiny_fakes, tmp_path).recipe == "improved"
+    code = train_main.main(["-d", str(tiny_fakes), "-b", "8", "-e", "1", "--device", "cpu", "--jitter", "0.1",
+                            "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+                            "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    history = json.loads((tmp_path / "out" / "tiny_fakes_SimpleNet_AdamW.json").read_text())
+    for key, value in RECIPES["improved"].items():
+        expected = {"batch_size": 8, "epochs": 1, "jitter": 0.1}.get(key, value)
+        assert history["config"][key] == expected, key
+    mean, std = history["config"]["normalization_mean_std"]
+    best = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_AdamW.pt", weights_only=True)
+    assert [list(x) for x in best["normalization"]] == [mean, std]
+
+
+@pytest.fixture
+def built_trainers(monkeypatch):
+    """The Trainers that train_main.main builds from now on, in order."""
+    built = []
+
+    class RecordedTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+    monkeypatch.setattr(train_main, "Trainer", RecordedTrainer)
+    return built
+
+
+def run_main(dataset, tmp_path, *flags):
+    """train_main.main on ``dataset`` (batch 8, CPU, outputs under ``tmp_path``); returns the run's JSON."""
+    code = train_main.main(["-d", str(dataset), "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+                            "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache"), *flags])
+    assert code == 0
+    [json_path] = (tmp_path / "out").glob("*.json")
+    return json.loads(json_path.read_text())
+
+
+def test_course_recipe_trains_with_the_course_settings(tiny_fakes, tmp_path, built_trainers):
+    history = run_main(tiny_fakes, tmp_path, "--recipe", "course")
+    for key, value in RECIPES["course"].items():
+        assert history["config"][key] == {"batch_size": 8}.get(key, value), key
+    assert len(history["train_loss"]) == 2 and history["lr"] == [1e-3, 1e-3]
+    [trainer] = built_trainers
+    assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["weight_decay"] == 0
+    assert trainer.scheduler is None and (trainer.recipe.clip_grad_norm, trainer.recipe.patience) == (0, 0)
+    assert trainer.recipe.mixup == 0
+    assert trainer.criterion.weight is None and trainer.criterion.label_smoothing == 0
+    assert trainer.recipe.selection_metric == "val_acc" and trainer.average is None
+    best = torch.load(tmp_path / "ck" / "tiny_fakes_SimpleNet_Adam.pt", weights_only=True)
+    assert tuple(map(tuple, best["normalization"])) == CIFAR10_NORMALIZATION
+
+
+def test_the_run_follows_the_warm_up_and_cosine_schedule_it_records(tiny_fakes, tmp_path):
+    # 24 training images in batches of 8: 3 steps per epoch, 3 warm-up steps, 9 in all; lr is read after each epoch
+    history = run_main(tiny_fakes, tmp_path, "-e", "3", "--lr", "0.002", "--warmup-epochs", "1", "--patience", "0")
+    assert history["lr"] == pytest.approx([0.002, 0.001, 0.0], abs=1e-12)
+    flat = run_main(tiny_fakes, tmp_path / "flat", "-e", "2", "--lr", "0.002", "--schedule", "constant",
+                    "--warmup-epochs", "0", "--patience", "0")
+    assert flat["lr"] == [0.002, 0.002]
+
+
+@pytest.mark.parametrize("balance", ["weights", "sampler", "none"])
+def test_class_balance_reaches_the_loss_or_the_sampler(tiny_fakes, tmp_path, built_trainers, balance):
+    unbalanced = tmp_path / "unbalanced"
+    shutil.copytree(tiny_fakes, unbalanced)
+    for path in sorted((unbalanced / "train" / "fake").iterdir())[4:]:
+        path.unlink()  # 12 real, 4 fake training images
+    run_main(unbalanced, tmp_path, "-e", "1", "--class-balance", balance)
+    [trainer] = built_trainers
+    loss_weights, sample_weights = trainer.criterion.weight, trainer.train_batches.sample_weights
+    if balance == "weights":
+        assert loss_weights.tolist() == pytest.approx([16 / 24, 16 / 8]) and sample_weights is None
+    elif balance == "sampler":
+        assert loss_weights is None
+        labels = trainer.train_dataset.labels
+        assert sample_weights[labels == 0].sum().item() == pytest.approx(sample_weights[labels == 1].sum().item())
+    else:
+        assert loss_weights is None and sample_weights is None
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["-o", "Adam", "--weight-decay", "0.1"], "applies to AdamW only"),
+    (["--crop", "native"], "SimpleNet takes 256x256 inputs only"),
+    (["--blur-prob", "2"], "--blur-prob must be in [0, 1]"),
+    (["--label-smoothing", "-0.1"], "--label-smoothing must be in"),
+    (["--normalization", "model"], "SimpleNet has no pretrained backbone statistics"),
+    (["-m", "timm:no_such_net"], "not a timm architecture"),
+    (["--drop-path", "0.1"], "--drop-path: SimpleNet has no stochastic depth"),
+    (["--mixup", "-1"], "--mixup must be a finite number >= 0"),
+    (["--erase-prob", "1.5"], "--erase-prob must be in [0, 1]"),
+    (["--crop-scale", "0"], "--crop-scale must be in [0.01, 1]"),
+    (["-m", "timm:resnet10t", "--crop", "native", "--crop-size", "16"], "--crop-size must be in 32..256 (got 16)"),
+    (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
+    (["--ema", "1"], "--ema must be in [0, 0.99999]"),
+    (["-m", "patch:no_such_net"], "not a timm architecture"),
+    (["-m", "patch:resnet10t@3"], "the output stride after @ must be 2, 4, 8, 16 or 32 (e.g. patch:resnet10t@16)"),
+    (["-m", "patch:resnet10t@x"], "invalid choice: 'patch:resnet10t@x'; the output stride after @ must be"),
+])
+def test_bad_recipe_flags_exit_2(tiny_fakes, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(tiny_fakes, tmp_path, *flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_drop_path_on_an_architecture_without_it_exits_2_with_the_fix(tiny_fakes, tmp_path, capsys):
+    code = train_main.main(["-m", "timm:legacy_xception", "--drop-path", "0.1", "-d", str(tiny_fakes),
+                            "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+                            "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert "--drop-path 0.1: timm's legacy_xception has no stochastic depth; drop the flag" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("patch:convnext_atto@2", "convnext_atto has no stage of output stride 2; choose @STRIDE with STRIDE one of [4, 8, 16, 32]"),
+    ("patch:vit_tiny_patch16_224", "vit_tiny_patch16_224 has no stage of output stride 8"),
+])
+def test_patch_names_the_architecture_cannot_build_exit_2_with_the_fix(tiny_fakes, tmp_path, capsys, name, message):
+    code = train_main.main(["-m", name, "-d", str(tiny_fakes), "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+                            "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()

@@ -5,14 +5,18 @@ import re
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from faces_dataset import DecodedFaces, FacesDataset
-from models import SimpleNet
 import trainer as trainer_module
+from augment import mixup_batch
+from faces_dataset import DecodedFaces, FacesDataset
 from fileio import CheckpointError
-from trainer import LoggingParameters, NonFiniteLossError, Trainer, output_paths, seed_everything
+from models import SimpleNet
+from recipe import build_optimizer, build_scheduler, recipe_named
+from runs import Run
+from trainer import NonFiniteLossError, Runtime, Trainer, WeightAverage, seed_everything
 
 
 def learnable_split(count, seed):
@@ -24,23 +28,27 @@ def learnable_split(count, seed):
     return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
 
 
-def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0, criterion=None, **options):
+def toy_run(directory, optimizer="Adam"):
+    return Run("SimpleNet", "toy", optimizer, {"lr": 1e-4}, out_dir=directory / "out",
+               checkpoint_dir=directory / "checkpoints")
+
+
+def make_trainer(tmp_path, lr=1e-4, batch_size=7, seed=0, config=None, checkpoint_interval=0.0, workers=0,
+                 splits=None, **recipe_options):
+    """A SimpleNet trainer on learnable noise with the course recipe (Adam, constant rate, plain cross-entropy)
+    and ``recipe_options``."""
     seed_everything(seed, deterministic=True)
-    model = SimpleNet()
-    return Trainer(model, torch.optim.Adam(model.parameters(), lr=lr), criterion or torch.nn.CrossEntropyLoss(),
-                   batch_size,
-                   learnable_split(30, 1), learnable_split(10, 2), learnable_split(10, 3), seed=seed,
-                   out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False, **options)
-
-
-PARAMETERS = LoggingParameters("SimpleNet", "toy", "Adam", {"lr": 1e-4})
+    splits = splits or (learnable_split(30, 1), learnable_split(10, 2), learnable_split(10, 3))
+    recipe = recipe_named("course", lr=lr, batch_size=batch_size, **recipe_options)
+    runtime = Runtime(seed=seed, workers=workers, checkpoint_interval=checkpoint_interval, progress=False)
+    return Trainer(SimpleNet(), splits, toy_run(tmp_path), recipe, runtime, config=config)
 
 
 def test_loss_falls_and_outputs_are_complete_after_each_epoch(tmp_path):
     trainer = make_trainer(tmp_path)
-    json_path, best_path, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    json_path, best_path, last_path = toy_run(tmp_path).files
     for epochs in (1, 2, 3):
-        trainer.run(epochs, PARAMETERS)
+        trainer.run(epochs)
         history = json.loads(json_path.read_text())
         assert all(len(history[key]) == epochs for key in ("train_loss", "val_acc", "test_auc", "epoch_seconds"))
         assert torch.load(last_path, weights_only=True)["epoch"] == epochs
@@ -67,8 +75,13 @@ def test_averages_are_exact_per_sample_means(tmp_path):
 
 def test_evaluation_loss_is_plain_cross_entropy_whatever_the_training_loss(tmp_path):
     plain = make_trainer(tmp_path / "plain")
-    smoothed_and_weighted = make_trainer(tmp_path / "other", criterion=torch.nn.CrossEntropyLoss(
-        weight=torch.tensor([0.3, 1.7]), label_smoothing=0.1))
+    base = learnable_split(30, 1)
+    keep = torch.cat([torch.nonzero(base.labels == 0)[:, 0], torch.nonzero(base.labels == 1)[:5, 0]])  # 15 real, 5 fake
+    imbalanced = (DecodedFaces(base.images[keep], base.labels[keep], [base.files[i] for i in keep], "imbalanced"),
+                  learnable_split(10, 2), learnable_split(10, 3))
+    smoothed_and_weighted = make_trainer(tmp_path / "other", splits=imbalanced, label_smoothing=0.1,
+                                         class_balance="weights")
+    assert not torch.equal(smoothed_and_weighted.criterion.weight, torch.ones(2))
     for dataset in (plain.validation_dataset, plain.test_dataset):
         assert smoothed_and_weighted.evaluate(dataset)["loss"] == pytest.approx(plain.evaluate(dataset)["loss"],
                                                                                 rel=1e-6)
@@ -77,8 +90,8 @@ def test_evaluation_loss_is_plain_cross_entropy_whatever_the_training_loss(tmp_p
 def test_ties_keep_the_earlier_epoch(tmp_path, script_validation_accuracy):
     trainer = make_trainer(tmp_path)
     script_validation_accuracy(trainer, [0.6, 0.9, 0.9])
-    history = trainer.run(3, PARAMETERS)
-    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    history = trainer.run(3)
+    _, best_path, _ = toy_run(tmp_path).files
     assert history["best_epoch"] == 2 and torch.load(best_path, weights_only=True)["epoch"] == 2
 
 
@@ -93,8 +106,8 @@ def test_the_best_checkpoint_holds_the_best_epochs_weights(tmp_path, monkeypatch
         weights_after[trainer.epoch] = copy.deepcopy(trainer.model.state_dict())
         return result
     monkeypatch.setattr(trainer, "train_one_epoch", train_and_keep_the_weights)
-    trainer.run(3, PARAMETERS)
-    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    trainer.run(3)
+    _, best_path, _ = toy_run(tmp_path).files
     best = torch.load(best_path, weights_only=True)["model"]
     assert all(torch.equal(value, best[key]) for key, value in weights_after[2].items())
     assert not all(torch.equal(value, best[key]) for key, value in weights_after[3].items())
@@ -103,11 +116,11 @@ def test_the_best_checkpoint_holds_the_best_epochs_weights(tmp_path, monkeypatch
 def test_resume_keeps_the_best_epoch_and_the_patience_count(tmp_path, script_validation_accuracy):
     first = make_trainer(tmp_path, patience=2)
     script_validation_accuracy(first, [0.6, 0.9])
-    first.run(2, PARAMETERS)
+    first.run(2)
     resumed = make_trainer(tmp_path, patience=2)
     script_validation_accuracy(resumed, [0.7, 0.8, 0.95, 0.95])  # below epoch 2's 0.9 until it must have stopped
-    history = resumed.run(6, PARAMETERS, resume=True)
-    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    history = resumed.run(6, resume=True)
+    _, best_path, _ = toy_run(tmp_path).files
     assert history["val_acc"] == [0.6, 0.9, 0.7, 0.8]
     assert history["best_epoch"] == 2 and history["stopped_early"] == 4
     assert torch.load(best_path, weights_only=True)["epoch"] == 2
@@ -127,8 +140,8 @@ def test_best_checkpoint_is_chosen_on_validation_only(tmp_path, monkeypatch, met
         result["eer_threshold"] = next(thresholds)
         return result
     monkeypatch.setattr(trainer, "evaluate", scripted)
-    history = trainer.run(3, PARAMETERS)
-    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    history = trainer.run(3)
+    _, best_path, _ = toy_run(tmp_path).files
     assert history["best_epoch"] == 2 and history[metric] == [0.6, 0.9, 0.7]
     best = torch.load(best_path, weights_only=True)
     assert best["epoch"] == 2 and best[metric] == 0.9
@@ -141,7 +154,7 @@ def test_checkpoint_interval_writes_the_last_checkpoint_at_new_bests_and_the_end
     trainer = make_trainer(tmp_path, checkpoint_interval=interval)
     script_validation_accuracy(trainer, [0.6, 0.9, 0.7, 0.8, 0.5])  # new bests at epochs 1 and 2
     written = record_checkpoint_writes(monkeypatch)
-    history = trainer.run(5, PARAMETERS)
+    history = trainer.run(5)
     assert written == last_written
     assert history["best_epoch"] == 2
 
@@ -165,7 +178,7 @@ def test_checkpoint_interval_counts_from_the_last_write(tmp_path, monkeypatch, s
     clock = SimpleNamespace(perf_counter=time.perf_counter, monotonic=lambda: 25.0 * trainer.epoch)  # 25 s epochs
     monkeypatch.setattr(trainer_module, "time", clock)
     written = record_checkpoint_writes(monkeypatch)
-    trainer.run(7, PARAMETERS)
+    trainer.run(7)
     assert written == [1, 4, 7]  # epoch 4 is 75 s after the write at epoch 1; 5 and 6 under 60 s after epoch 4's
 
 
@@ -173,15 +186,15 @@ def test_a_run_stopped_early_writes_its_last_checkpoint(tmp_path, monkeypatch, s
     trainer = make_trainer(tmp_path, checkpoint_interval=1e9, patience=2)
     script_validation_accuracy(trainer, [0.9, 0.5, 0.5])
     written = record_checkpoint_writes(monkeypatch)
-    trainer.run(6, PARAMETERS)
-    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    trainer.run(6)
+    _, _, last_path = toy_run(tmp_path).files
     assert written == [1, 3]
     assert torch.load(last_path, weights_only=True)["history"]["stopped_early"] == 3
 
 
 def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatch, script_validation_accuracy):
     uninterrupted = make_trainer(tmp_path / "a")
-    uninterrupted.run(4, PARAMETERS)
+    uninterrupted.run(4)
 
     crashed = make_trainer(tmp_path / "b", checkpoint_interval=1e9)
     script_validation_accuracy(crashed, [0.6, 0.9, 0.7])
@@ -193,16 +206,16 @@ def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatc
         return real_train_one_epoch()
     monkeypatch.setattr(crashed, "train_one_epoch", crash_in_epoch_4)
     with pytest.raises(KeyboardInterrupt):
-        crashed.run(4, PARAMETERS)
-    json_path, _, last_path = output_paths(PARAMETERS, tmp_path / "b" / "out", tmp_path / "b" / "checkpoints")
+        crashed.run(4)
+    json_path, _, last_path = toy_run(tmp_path / "b").files
     assert len(json.loads(json_path.read_text())["train_loss"]) == 3  # the JSON ran ahead of the checkpoint
     assert torch.load(last_path, weights_only=True)["epoch"] == 2
 
-    make_trainer(tmp_path / "b", checkpoint_interval=1e9).run(2, PARAMETERS, resume=True)  # nothing left to run
+    make_trainer(tmp_path / "b", checkpoint_interval=1e9).run(2, resume=True)  # nothing left to run
     assert len(json.loads(json_path.read_text())["train_loss"]) == 2  # the JSON is back in step with the checkpoint
 
     resumed = make_trainer(tmp_path / "b", seed=123, checkpoint_interval=1e9)
-    history = resumed.run(4, PARAMETERS, resume=True)
+    history = resumed.run(4, resume=True)
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert history["train_loss"] == uninterrupted.history["train_loss"]
@@ -212,56 +225,56 @@ def test_resume_redoes_the_epochs_after_the_last_checkpoint(tmp_path, monkeypatc
 def test_resume_refuses_changed_training_settings_but_not_placement(tmp_path):
     config = {"train_fraction": 0.5, "batch_size": 8, "lr": 1e-3, "epochs": 2, "device": "cpu", "workers": 2,
               "normalization_mean_std": [[0.5], [0.5]], "weights": "a/r.pth"}
-    make_trainer(tmp_path, config=config).run(1, PARAMETERS)
+    make_trainer(tmp_path, config=config).run(1)
     for key, value, shown in (("train_fraction", 1.0, "--train-fraction 0.5 (now 1.0)"),
-                              ("batch_size", 16, "--batch_size 8 (now 16)"),
+                              ("batch_size", 16, "--batch-size 8 (now 16)"),
                               ("lr", 5e-4, "--lr 0.001 (now 0.0005)"),
                               ("epochs", 3, "--epochs 2 (now 3)"),
                               ("normalization_mean_std", [[0.4], [0.2]],
                                "the input normalization (mean, std) [[0.5], [0.5]] (now [[0.4], [0.2]])")):
         with pytest.raises(CheckpointError, match=re.escape(f"holds a run with {shown}; resume with the run's own")):
-            make_trainer(tmp_path, config={**config, key: value}).run(2, PARAMETERS, resume=True)
+            make_trainer(tmp_path, config={**config, key: value}).run(2, resume=True)
     moved = {**config, "device": "cuda", "workers": 0, "weights": "b/r.pth"}
-    history = make_trainer(tmp_path, config=moved).run(2, PARAMETERS, resume=True)
+    history = make_trainer(tmp_path, config=moved).run(2, resume=True)
     assert len(history["train_loss"]) == 2
 
 
 def test_a_damaged_last_checkpoint_says_to_start_a_new_run(tmp_path):
-    make_trainer(tmp_path).run(1, PARAMETERS)
-    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    make_trainer(tmp_path).run(1)
+    _, _, last_path = toy_run(tmp_path).files
     data = last_path.read_bytes()
     last_path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=re.escape(f"{last_path}: not a loadable checkpoint (")
                        + r".*\); start a new run instead \(--overwrite"):
-        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+        make_trainer(tmp_path).run(2, resume=True)
 
 
 def test_a_fresh_run_removes_the_last_checkpoint_it_replaces(tmp_path):
-    make_trainer(tmp_path).run(1, PARAMETERS)
-    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    make_trainer(tmp_path).run(1)
+    _, _, last_path = toy_run(tmp_path).files
     assert last_path.exists()
-    other_run = LoggingParameters("SimpleNet", "toy", "AdamW")  # its name starts with this run's name
-    stale_of_another_run = last_path.parent / f".{other_run.run_name}_last.pt.x1.tmp"
+    other_run = toy_run(tmp_path, "AdamW")  # its name starts with this run's name
+    stale_of_another_run = last_path.parent / f".{other_run.name}_last.pt.x1.tmp"
     stale_of_this_run = last_path.parent / f".{last_path.name}.x2.tmp"
     stale_of_another_run.touch()
     stale_of_this_run.touch()
     trainer = make_trainer(tmp_path)
     trainer.train_one_epoch = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # killed in its first epoch
     with pytest.raises(KeyboardInterrupt):
-        trainer.run(1, PARAMETERS)
+        trainer.run(1)
     assert not last_path.exists() and not stale_of_this_run.exists()
     assert stale_of_another_run.exists()
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, capsys):
     uninterrupted = make_trainer(tmp_path / "a")
-    uninterrupted.run(3, PARAMETERS)
+    uninterrupted.run(3)
 
     interrupted = make_trainer(tmp_path / "b")
-    interrupted.run(2, PARAMETERS)
+    interrupted.run(2)
     resumed = make_trainer(tmp_path / "b", seed=123)  # a fresh process: state must come from the checkpoint
     capsys.readouterr()
-    history = resumed.run(3, PARAMETERS, resume=True)
+    history = resumed.run(3, resume=True)
     assert "warning" not in capsys.readouterr().out  # the best checkpoint is the resumed run's best
     assert len(history["train_loss"]) == 3
     for key, value in uninterrupted.model.state_dict().items():
@@ -272,13 +285,13 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, capsys):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path)
-    trainer.run(1, PARAMETERS)
-    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    trainer.run(1)
+    _, _, last_path = toy_run(tmp_path).files
     good = torch.load(last_path, weights_only=True)
     for group in trainer.optimizer.param_groups:
         group["lr"] = 1e12
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step \d+"):
-        trainer.run(3, PARAMETERS)
+        trainer.run(3)
     kept = torch.load(last_path, weights_only=True)
     assert kept["epoch"] == 1 and torch.equal(kept["model"]["fc3.weight"], good["model"]["fc3.weight"])
     assert len(json.loads((tmp_path / "out" / "toy_SimpleNet_Adam.json").read_text())["train_loss"]) == 1
@@ -287,17 +300,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 @pytest.mark.parametrize("workers", [0, 2])  # 0: the augmentations draw from torch's global generator
 def test_resume_on_the_per_item_path_matches_an_uninterrupted_run(tiny_fakes, tmp_path, workers):
     def per_item_trainer(directory, seed=0):
-        seed_everything(seed, deterministic=True)
-        model = SimpleNet()
         splits = [FacesDataset(tiny_fakes / split) for split in ("train", "val", "test")]
-        return Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-4), torch.nn.CrossEntropyLoss(), 8, *splits,
-                       seed=seed, workers=workers, out_dir=directory / "out", checkpoint_dir=directory / "checkpoints",
-                       progress=False, checkpoint_interval=0)
+        return make_trainer(directory, batch_size=8, seed=seed, workers=workers, splits=splits)
     uninterrupted = per_item_trainer(tmp_path / "a")
-    uninterrupted.run(2, PARAMETERS)
-    per_item_trainer(tmp_path / "b").run(1, PARAMETERS)
+    uninterrupted.run(2)
+    per_item_trainer(tmp_path / "b").run(1)
     resumed = per_item_trainer(tmp_path / "b", seed=123)  # a fresh process: the random state must come from the checkpoint
-    history = resumed.run(2, PARAMETERS, resume=True)
+    history = resumed.run(2, resume=True)
     assert history["train_loss"] == uninterrupted.history["train_loss"]
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -305,31 +314,28 @@ def test_resume_on_the_per_item_path_matches_an_uninterrupted_run(tiny_fakes, tm
 
 
 def test_a_last_checkpoint_whose_state_does_not_fit_says_to_start_a_new_run(tmp_path):
-    make_trainer(tmp_path).run(1, PARAMETERS)
-    _, _, last_path = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    make_trainer(tmp_path).run(1)
+    _, _, last_path = toy_run(tmp_path).files
     state = torch.load(last_path, weights_only=True)
     del state["model"]["fc3.weight"]
     torch.save(state, last_path)
     with pytest.raises(CheckpointError, match=re.escape(f"{last_path}: its saved state does not fit this run (Missing "
                                                         "key(s) in state_dict: \"fc3.weight\"") + r".*start a new run"):
-        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+        make_trainer(tmp_path).run(2, resume=True)
     state["model"] = make_trainer(tmp_path / "other").model.state_dict()
     state["generator"] = torch.zeros(3)
     torch.save(state, last_path)
     with pytest.raises(CheckpointError, match=r"its saved state does not fit this run \(.*\); start a new run"):
-        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+        make_trainer(tmp_path).run(2, resume=True)
     del state["generator"]
     torch.save(state, last_path)
     with pytest.raises(CheckpointError, match=r"not a checkpoint of this toolkit; expected .*'generator'.*start a new"):
-        make_trainer(tmp_path).run(2, PARAMETERS, resume=True)
+        make_trainer(tmp_path).run(2, resume=True)
 
 
 def test_evaluation_draws_nothing_from_the_training_random_stream(tiny_fakes, tmp_path):
-    seed_everything(0)
-    model = SimpleNet()
     splits = [FacesDataset(tiny_fakes / split) for split in ("train", "val", "test")]
-    trainer = Trainer(model, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(), 8, *splits,
-                      out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "checkpoints", progress=False)
+    trainer = make_trainer(tmp_path, batch_size=8, splits=splits)
     before = trainer.generator.get_state()
     trainer.validate()
     trainer.test()
@@ -354,17 +360,156 @@ def test_resume_warns_when_the_best_checkpoint_is_of_an_epoch_it_redoes(tmp_path
         real_save(path, checkpoint)
     monkeypatch.setattr(trainer_module, "save_checkpoint", killed_before_the_last_checkpoint_of_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        first.run(3, PARAMETERS)
+        first.run(3)
     monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
     capsys.readouterr()
     resumed = make_trainer(tmp_path)
     script_validation_accuracy(resumed, [0.5, 0.5])  # the redone epoch 2 is no longer the best
-    history = resumed.run(3, PARAMETERS, resume=True)
-    _, best_path, _ = output_paths(PARAMETERS, tmp_path / "out", tmp_path / "checkpoints")
+    history = resumed.run(3, resume=True)
+    _, best_path, _ = toy_run(tmp_path).files
     assert f"warning: {best_path} holds epoch 2, which this resume redoes" in capsys.readouterr().out
     assert history["best_epoch"] == 1
 
     best_path.write_bytes(b"damaged")  # a best checkpoint that cannot be read does not stop a resume
     resumed = make_trainer(tmp_path)
-    assert len(resumed.run(4, PARAMETERS, resume=True)["train_loss"]) == 4
+    assert len(resumed.run(4, resume=True)["train_loss"]) == 4
     assert f"warning: {best_path}: not a loadable checkpoint" in capsys.readouterr().out
+
+
+def toy_split(count, seed, fake_share=0.5):
+    """Dark noise images are real, bright noise images are fake."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(count) < round(count * fake_share)).long()
+    base = torch.where(labels[:, None, None, None] == 1, 150, 60)
+    images = (base + torch.randint(0, 60, (count, 3, 256, 256), generator=generator)).to(torch.uint8)
+    return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
+
+
+def toy_trainer(tmp_path, seed=0, epochs=2, lr=1e-4, **recipe_options):
+    """A SimpleNet trainer on noise: AdamW, one warm-up epoch then cosine, label smoothing 0.1, batch 8."""
+    seed_everything(seed, deterministic=True)
+    recipe = recipe_named("improved", lr=lr, batch_size=8, epochs=epochs, class_balance="none", patience=0,
+                          clip_grad_norm=0.0, selection_metric="val_acc", **recipe_options)
+    run = Run("SimpleNet", "toy", "AdamW", {"lr": lr}, out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck")
+    return Trainer(SimpleNet(), (toy_split(16, 1), toy_split(6, 2), toy_split(6, 3)), run, recipe,
+                   Runtime(seed=seed, progress=False))
+
+
+def test_scheduler_is_stepped_every_iteration():
+    optimizer = build_optimizer("AdamW", [torch.nn.Parameter(torch.zeros(1))], 1e-3, weight_decay=0.05)
+    scheduler = build_scheduler(optimizer, "cosine", total_steps=20, warmup_steps=4)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert rates[12] == pytest.approx(5e-4)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert build_scheduler(optimizer, "constant", 20, 0) is None
+
+
+@pytest.mark.parametrize("options", [{}, {"mixup": 0.4, "ema": 0.9}])
+def test_resume_continues_the_schedule_exactly(tmp_path, options):
+    uninterrupted = toy_trainer(tmp_path / "a", epochs=3, **options)
+    history = uninterrupted.run(3)
+    interrupted = toy_trainer(tmp_path / "b", epochs=3, **options)
+    interrupted.run(1)
+    resumed = toy_trainer(tmp_path / "b", seed=7, epochs=3, **options)  # a fresh process
+    resumed_history = resumed.run(3, resume=True)
+    assert resumed_history["lr"] == pytest.approx(history["lr"])
+    assert resumed.scheduler.last_epoch == uninterrupted.scheduler.last_epoch == 6
+    assert resumed_history["train_loss"] == history["train_loss"]
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    if options:
+        assert resumed.steps == uninterrupted.steps == 6
+        for key, value in uninterrupted.average.module.state_dict().items():
+            assert torch.equal(value, resumed.average.module.state_dict()[key]), key
+
+
+def test_weight_average_warms_up_to_its_decay():
+    average = WeightAverage(torch.nn.Linear(2, 2), 0.999)
+    assert average.decay_at(0) == 0  # the first step copies the weights
+    assert average.decay_at(1) == pytest.approx(1 - 2 ** -0.75)
+    assert average.decay_at(99) == pytest.approx(1 - 100 ** -0.75)
+    assert average.decay_at(10 ** 6) == 0.999
+
+
+def test_trainer_validates_and_checkpoints_the_weight_average(tmp_path):
+    trainer = toy_trainer(tmp_path, ema=0.6)
+    snapshots, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        result = step(*args, **kwargs)
+        snapshots.append({key: value.clone() for key, value in trainer.model.state_dict().items()})
+        return result
+    trainer.optimizer.step = recording_step
+    trainer.run(1)
+    expected = snapshots[0]
+    for index, snapshot in enumerate(snapshots[1:], start=1):
+        decay = min(0.6, 1 - (1 + index) ** -0.75)
+        expected = {key: decay * value + (1 - decay) * snapshot[key] if value.is_floating_point() else snapshot[key]
+                    for key, value in expected.items()}
+    average = trainer.average.module.state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(average[key], value, atol=1e-6), key
+    assert not torch.equal(average["fc2.weight"], trainer.model.state_dict()["fc2.weight"])
+    best_path = tmp_path / "ck" / "toy_SimpleNet_AdamW.pt"
+    best = torch.load(best_path, weights_only=True)["model"]
+    assert all(torch.equal(best[key], value) for key, value in average.items())
+    validation = trainer.evaluate(trainer.validation_dataset)
+    images = (trainer.validation_dataset.images.float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        scores = torch.softmax(trainer.average.module(images), 1)[:, 1].numpy()
+    assert np.allclose(validation["scores"], scores, atol=1e-5)
+
+
+def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, script_validation_accuracy):
+    trainer = toy_trainer(tmp_path, epochs=6, patience=2)
+    script_validation_accuracy(trainer, [0.6, 0.9, 0.8, 0.7, 0.95, 0.95])
+    history = trainer.run(6)
+    assert len(history["train_loss"]) == 4 and history["stopped_early"] == 4 and history["best_epoch"] == 2
+    json_path, best_path, last_path = trainer.run_files.files
+    assert torch.load(best_path, weights_only=True)["epoch"] == 2
+    assert json.loads(json_path.read_text())["stopped_early"] == 4
+    resumed = toy_trainer(tmp_path, epochs=6, patience=2)
+    assert len(resumed.run(6, resume=True)["train_loss"]) == 4  # a stopped run stays stopped
+
+
+def test_gradient_clipping_bounds_the_norm(tmp_path):
+    def step_norms(clip):
+        trainer = toy_trainer(tmp_path / str(clip), lr=1e-2, clip_grad_norm=clip)
+        norms, step = [], trainer.optimizer.step
+
+        def recording_step(*args, **kwargs):
+            norms.append(torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in trainer.model.parameters() if p.grad is not None])).item())
+            return step(*args, **kwargs)
+        trainer.optimizer.step = recording_step
+        trainer.train_one_epoch()
+        return norms
+    assert max(step_norms(0.0)) > 0.05
+    assert max(step_norms(0.05)) <= 0.05 * (1 + 1e-4)
+
+
+def test_trainer_feeds_mixed_images_and_mixes_the_loss(tmp_path, monkeypatch):
+    trainer = toy_trainer(tmp_path, mixup=0.4)
+    trainer.train_batches.batch_size = 16  # one step: the epoch's loss is that step's loss
+    mixes, inputs, losses = [], [], []
+
+    def recording_mixup(images, labels, alpha, generator):
+        result = mixup_batch(images, labels, alpha, generator)
+        mixes.append((alpha, labels, *result))
+        return result
+    monkeypatch.setattr(trainer_module, "mixup_batch", recording_mixup)
+    forward = trainer.forward
+    trainer.forward = lambda images: inputs.append(images.clone()) or forward(images)
+    criterion = trainer.criterion
+    trainer.criterion = lambda logits, labels: losses.append((logits.detach(), labels)) or criterion(logits, labels)
+    train_loss, _ = trainer.train_one_epoch()
+    (alpha, labels, mixed, partners, lam), = mixes
+    assert alpha == 0.4 and torch.equal(inputs[0], mixed)
+    assert [pair[1].tolist() for pair in losses] == [labels.tolist(), partners.tolist()]
+    expected = lam * criterion(losses[0][0], labels) + (1 - lam) * criterion(losses[0][0], partners)
+    assert train_loss == pytest.approx(expected.item(), rel=1e-5)

@@ -8,8 +8,8 @@ difference, which is start-up plus writing checkpoints and metrics. The dataset 
 into the cache first, so no row pays for decoding. A run that fails stops the benchmark with
 its command and the end of its output.
 
-    python bench_checkpoints.py DATASET -m timm:resnet18 -e 20 --parallel 6     # on a GPU
-    python bench_checkpoints.py DATASET -e 3 --parallel 1                       # a CPU try-out
+    python tools/bench_checkpoints.py DATASET -m timm:resnet18 -e 20 --parallel 6     # on a GPU
+    python tools/bench_checkpoints.py DATASET -e 3 --parallel 1                       # a CPU try-out
 """
 import argparse
 import json
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the toolkit, one folder up
 
 
 def train_command(dataset, work, name, model, epochs, interval, seed, device):

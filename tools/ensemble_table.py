@@ -1,6 +1,6 @@
 """Judge several trained detectors and their ensemble from predict.py's CSVs.
 
-    python ensemble_table.py PREDICTIONS_DIR RUN [RUN ...] [-o table.md]
+    python tools/ensemble_table.py PREDICTIONS_DIR RUN [RUN ...] [-o table.md]
 
 ``PREDICTIONS_DIR/RUN_val.csv`` and ``RUN_test.csv`` are one run's best checkpoint scored on the
 validation and test splits (``predict.py CHECKPOINT DATASET/val --csv ...``, as recipe_gpu.sh
@@ -11,13 +11,14 @@ ensemble's threshold is the one to pass to ``predict.py CKPT --ensemble CKPT ...
 Choose the runs on validation (or fix them in advance, e.g. all seeds of one setting), never on
 test.
 """
-import argparse
 import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
+from cli import ArgumentParser
 from fileio import check_output_path
 from metrics import binary_metrics, format_metric, mean_in_log_odds
 from results_table import print_table
@@ -101,18 +102,18 @@ def ensemble_table(predictions_dir, runs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("predictions_dir", help="folder of RUN_val.csv and RUN_test.csv files (predict.py --csv)")
     parser.add_argument("runs", nargs="+", help="run names, e.g. sg_resnet18 sg_resnet18_seed1")
-    parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
+    parser.add_argument("--output", "-o", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
     inputs = [Path(args.predictions_dir) / f"{run}_{split}.csv" for run in args.runs for split in SPLITS]
-    check_output_path(parser, "-o", args.output, inputs)
+    check_output_path(parser, "--output", args.output, inputs)
     try:
         table = ensemble_table(args.predictions_dir, args.runs)
     except PredictionsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     print_table(table, args.output)
     return 0
 

@@ -1,6 +1,6 @@
 """Summarize training runs as the Markdown table of docs/results.md.
 
-    python results_table.py out/*.json [--device "1 CPU thread"] [-o table.md]
+    python tools/results_table.py out/*.json [--device "1 CPU thread"] [-o table.md]
 
 One row per run's JSON: dataset, model, recipe (and where the run's settings differ from that
 recipe's current values, the training fraction when not 1, and the seed when not 0), epochs
@@ -8,11 +8,12 @@ run, the validation-chosen epoch and the test accuracy, balanced accuracy and AU
 epoch (test is read there only), the best validation metric, and the seconds spent in
 training + evaluation epochs.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
+from cli import ArgumentParser
 from fileio import atomic_write, check_output_path
 from metrics import format_metric
 from recipe import RECIPES
@@ -73,17 +74,17 @@ def print_table(table, output=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run JSON files written by train_main.py")
     parser.add_argument("--device", default=None, help="device column text (default: the run's --device)")
-    parser.add_argument("-o", "--output", default=None, help="also write the table to this file")
+    parser.add_argument("--output", "-o", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    check_output_path(parser, "-o", args.output, args.runs)
+    check_output_path(parser, "--output", args.output, args.runs)
     try:
         table = results_table(args.runs, args.device)
     except RunFileError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     print_table(table, args.output)
     return 0
 

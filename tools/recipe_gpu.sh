@@ -5,7 +5,7 @@
 # learning curve's seven runs, started at once, all finished within 293 s, docs/results.md), then
 # the scoring with predict.py takes a minute or less:
 #
-#     bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]
+#     bash tools/recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]
 #
 # Generates the demo datasets, trains each (dataset, model, recipe) of the grid below with
 # train_main.py, and writes OUT_DIR/results_gpu.md (one table, test metrics at the epoch chosen
@@ -16,7 +16,7 @@
 # RUN_LIMIT_S is stopped (its JSON keeps the epochs it finished). Needs torch, torchvision and timm; nothing is downloaded and all
 # models start from random weights. DEVICE=cpu runs the same grid on the CPU (for trying it out).
 set -u
-STYLEGAN=${1:?usage: bash recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]}
+STYLEGAN=${1:?usage: bash tools/recipe_gpu.sh /path/to/stylegan_faces [OUT_DIR]}
 OUT=${2:-recipe_gpu_out}
 BUDGET_S=${BUDGET_S:-330}
 RUN_LIMIT_S=${RUN_LIMIT_S:-450}
@@ -24,7 +24,7 @@ PARALLEL=${PARALLEL:-7}
 DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-80}
 PYTHON=${PYTHON:-python}
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."  # the toolkit's root: its scripts run from there
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ "$DEVICE" = cuda ]; then
@@ -33,7 +33,7 @@ if [ "$DEVICE" = cuda ]; then
 else
     DEVICE_NAME=$DEVICE
 fi
-[ -d "$OUT/data/demo_synthetic" ] || $PYTHON demo_data.py --out "$OUT/data" > "$OUT/demo_data.log" 2>&1 &
+[ -d "$OUT/data/demo_synthetic" ] || $PYTHON demo_data.py --output "$OUT/data" > "$OUT/demo_data.log" 2>&1 &
 DEMO_DATA=$!
 START=$SECONDS
 SKIPPED=()
@@ -83,7 +83,7 @@ done
 wait
 
 # Every run's best checkpoint scores the validation and test images (predict.py CSVs), so that ensembles
-# of runs can be judged afterwards: python ensemble_table.py OUT_DIR/predictions RUN [RUN ...].
+# of runs can be judged afterwards: python tools/ensemble_table.py OUT_DIR/predictions RUN [RUN ...].
 mkdir -p "$OUT/predictions"
 for name in "${NAMES[@]}"; do
     [[ $name == sg_* ]] || continue
@@ -105,7 +105,7 @@ for name in "${NAMES[@]}"; do
     for json in "$OUT"/runs/"$name"/*.json; do [ -f "$json" ] && JSONS+=("$json"); done
 done
 if (( ${#JSONS[@]} )); then
-    $PYTHON results_table.py "${JSONS[@]}" --device "$DEVICE_NAME" -o "$OUT/results_gpu.md"
+    $PYTHON tools/results_table.py "${JSONS[@]}" --device "$DEVICE_NAME" -o "$OUT/results_gpu.md"
 else
     echo "no run finished an epoch; see the logs in $OUT"
 fi

@@ -1,0 +1,98 @@
+"""The conventions every script follows, in one place.
+
+* The same flags name the same things: ``-m/--model``, ``-d/--dataset``, ``-o/--optimizer``,
+  ``--run-name``, ``--data-root``, ``--out-dir``, ``--checkpoint-dir``, ``--device``,
+  ``-b/--batch-size``, ``--seed``; a file or folder a script writes is ``--output`` (older
+  spellings stay as aliases).
+* A usage error (a flag's value) exits 2 with one line: ``prog: error: ...`` and no usage block.
+* Bad data, a bad checkpoint or a run that cannot go on exits 1 with one line naming the file
+  and the fix: ``error: FILE: what is wrong; what to do``.
+"""
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+from faces_dataset import DatasetError, dataset_name, find_dataset
+from fileio import CheckpointError
+from models import model_name
+from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
+from runs import Run, RunLockedError, run_name_problem
+
+ERRORS = (DatasetError, CheckpointError, RunLockedError)  # every script's exit-1 errors
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the script's docstring kept as written, and one-line usage errors (exit 2)."""
+
+    def __init__(self, description=None, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(description=description, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def exits_on_error(*errors):
+    """Decorate a script's ``main``: the toolkit's errors (and ``errors``) print one line and return 1."""
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapper(argv=None):
+            try:
+                return main(argv)
+            except (*ERRORS, *errors) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+        return wrapper
+    return decorate
+
+
+def add_model_flag(parser, help_suffix=""):
+    parser.add_argument("-m", "--model", default="SimpleNet", type=model_name,
+                        help="detector: SimpleNet, XceptionBased, timm:ARCH or patch:ARCH[@STRIDE]"
+                             f"{help_suffix} (default: SimpleNet)")
+
+
+def add_run_flags(parser, training=False):
+    """The flags that name a run and its folders (training adds -o from the recipe knobs)."""
+    group = parser.add_argument_group("the run")
+    add_model_flag(group)
+    group.add_argument("-d", "--dataset", default="demo_fakes",
+                       help="dataset: a name under --data-root or a path to a folder with train/ val/ test/ "
+                            "(default: demo_fakes)")
+    group.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
+    if not training:
+        optimizer = RECIPES[DEFAULT_RECIPE]["optimizer"]
+        group.add_argument("-o", "--optimizer", default=optimizer, choices=OPTIMIZERS,
+                           help=f"optimizer of the run (default: {optimizer}, the default recipe's)")
+    group.add_argument("--run-name", default=None, metavar="NAME",
+                       help="the run's name, which its files carry (default: {dataset}_{model}_{optimizer}); "
+                            "give seeds and grids their own names to share one --out-dir")
+    group.add_argument("--out-dir", default="out", help="folder of the runs' metrics JSON (default: out)")
+    group.add_argument("--checkpoint-dir", default="checkpoints", help="folder of the checkpoints (default: checkpoints)")
+    return group
+
+
+def add_device_flag(parser):
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def check_run_flags(parser, args, dataset_path=None, optimizer_params=None):
+    """``parser.error`` on a bad --run-name; the ``Run`` the flags name (``dataset_path``: the resolved -d)."""
+    if args.run_name is not None and run_name_problem(args.run_name):
+        parser.error(f"--run-name {args.run_name!r}: {run_name_problem(args.run_name)}")
+    return Run(args.model, dataset_name(dataset_path or args.dataset), args.optimizer, optimizer_params or {},
+               name=args.run_name,
+               out_dir=args.out_dir, checkpoint_dir=args.checkpoint_dir)
+
+
+def dataset_folder(parser, name, data_root, flag="-d"):
+    """The folder of dataset ``name``, or ``parser.error`` listing the datasets under ``data_root``."""
+    folder = find_dataset(name, data_root)
+    if folder is None:
+        found = sorted(path.name for path in Path(data_root).glob("*") if (path / "train").is_dir())
+        hint = f" (datasets under {data_root}: {', '.join(found)})" if found else ""
+        parser.error(f"{flag} {name}: not found as a path or under --data-root {data_root!r}{hint}; "
+                     "run 'python demo_data.py' for the demo datasets or pass the folder that holds train/ val/ test/")
+    return folder
+
