@@ -31,7 +31,7 @@ ENLARGE = 1.3
 DETECT_MAX_SIDE = 1024
 DLIB_WINDOW = 80  # dlib's HOG detector finds faces down to about 80 pixels; each upsampling halves that
 MAX_UPSAMPLE = 2
-HAAR_TO_DLIB = (0.12, 0.86)  # dlib's box centre is 0.12 widths below the Haar box's, its side 0.86 of it (sd 0.04, 0.08)
+HAAR_TO_DLIB = (0.12, 0.86)  # dlib's box centre 0.12 widths below the Haar box's, its side 0.86 of it (sd 0.04, 0.08)
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # the 68-point (iBUG 300-W) eye contours, image left and right
 INSTALL_HINT = "pip install 'opencv-python-headless>=4.8,<5' (the 5.x wheels no longer ship the Haar cascades)"
 DLIB_HINT = "pip install dlib-bin face-recognition-models"

@@ -112,7 +112,8 @@ def sources(tmp_path_factory):
         (root / label).mkdir()
         for index, offset in enumerate([(0, 0), (200, 90), (100, 40), (220, 0)]):
             Image.fromarray(astronaut_scene(offset, degrees=5 * (index - 1.5))).save(root / label / f"p{index}.png")
-        demo_media.write_video(root / label / "clip.mp4", [Image.fromarray(astronaut_scene((20 * i, 10))) for i in range(4)])
+        frames = [Image.fromarray(astronaut_scene((20 * i, 10))) for i in range(4)]
+        demo_media.write_video(root / label / "clip.mp4", frames)
     return root
 
 

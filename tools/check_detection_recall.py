@@ -3,10 +3,11 @@
     python tools/check_detection_recall.py DIR [DIR ...] --frames 8 --pad 0 0.25 --max-upsample 0 1 2
 
 Every photo, and ``--frames`` evenly spaced frames of every video (the frames and decoder of
-build_faces_dataset.py), under each folder is searched by each detector setting: Haar, and
-dlib without the Haar fallback for each ``--max-upsample`` (dlib upsamples only while nothing
-is found; see face_detection.DlibDetector), and dlib as build_faces_dataset.py runs it, each on the image as is and padded with a black border of each
-``--pad`` fraction of its longer side on every side (tight crops cut the face at the border,
+build_faces_dataset.py), under each folder is searched by each detector setting: Haar, dlib
+without the Haar fallback for each ``--max-upsample`` (dlib upsamples only while nothing is
+found; see face_detection.DlibDetector), and dlib as build_faces_dataset.py runs it; each on
+the image as is and padded with a black border of each ``--pad`` fraction of its longer side
+on every side (tight crops cut the face at the border,
 which a sliding-window detector may need to see). One row per folder and setting: images
 searched, faces found, recall (found / images) and the detection wall time per image
 (decoding excluded; dlib's includes its 68 landmarks). Every folder is assumed to show one
@@ -70,7 +71,7 @@ def main(argv=None):
         if not Path(folder).is_dir():
             parser.error(f"{folder}: folder not found; pass folders of photos or videos")
     detectors = settings(args)
-    print(f"| folder | detector | pad | images | found | recall | ms/image |")
+    print("| folder | detector | pad | images | found | recall | ms/image |")
     print("|---|---|---|---|---|---|---|")
     for folder in args.folders:
         images = list(images_of(folder, args.frames, args.limit))
