@@ -4,9 +4,11 @@
 
 Every photo, and ``--frames`` evenly spaced frames of every video (.mp4 .avi .mov .mkv
 .webm .m4v .mpg .mpeg, read with OpenCV), is searched for its largest face (see
-face_detection.py: OpenCV's bundled Haar cascade, square crop enlarged 1.3x, 256x256).
-The crops are written as PNG to ``<out>/{train,val,test}/{real,fake}/``, ready for
-``train_main.py -d <out>``.
+face_detection.py: dlib's HOG detector and 68 landmarks when installed, else OpenCV's Haar
+cascade; ``--detector`` chooses; square crop enlarged 1.3x, 256x256, eyes levelled first
+with ``--align``). The crops are written as PNG to ``<out>/{train,val,test}/{real,fake}/``,
+ready for ``train_main.py -d <out>``; with dlib, ``<out>/<split>/landmarks.json`` holds the
+68 landmarks of every crop in crop pixels (``faces_dataset.load_landmarks`` reads it).
 
 Splits are made by source so that no source is on two sides: all frames of one video go
 to one split, and so does each photo, or with ``--group-by folder`` each sub-folder (one
@@ -16,11 +18,12 @@ real/id07/ and fake/id07/, is one group). Sources are shuffled with ``--seed`` a
 and mixed groups, so every split gets both classes when there are enough sources.
 
 ``<out>/manifest.csv`` lists every crop (image, label, split, source, group, frame, face
-box in source pixels) and every source or frame where no face was found or the file could
+box in source pixels, detector, rotation angle of --align) and every source or frame where no face was found or the file could
 not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable or
 a split was left without real or fake images, 2 for a usage error.
 """
 import csv
+import json
 import os
 import random
 import shutil
@@ -32,13 +35,13 @@ import numpy as np
 from tqdm import tqdm
 
 from cli import ArgumentParser
-from face_detection import ENLARGE, FaceCropper, FaceDetectorError, read_photo
-from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, SPLITS, DatasetError
+from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, read_photo
+from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, LANDMARKS_FILE, SPLITS, DatasetError
 from fileio import atomic_write
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
-                   "face_x", "face_y", "face_w", "face_h", "status")
+                   "face_x", "face_y", "face_w", "face_h", "detector", "angle", "status")
 STAGING = ".staging"
 NEW_BUILD = ".new_build"  # main() builds here, then swaps it in: an earlier build stays whole until then
 MAX_LISTED = 20
@@ -130,18 +133,20 @@ def group_of(label, relative, group_by):
 
 
 def crop_source(path, cropper, frames):
-    """Manifest rows for one source: one per face found (with the crop as ``crop``), one per frame or
-    photo without a face, or a single 'unreadable' row."""
-    base = {"source": str(path), "frame": None, "face_box": None, "crop": None}
+    """Manifest rows for one source: one per face found (with the crop as ``crop`` and its landmarks
+    in crop pixels as ``landmarks``), one per frame or photo without a face, or a single 'unreadable' row."""
+    base = {"source": str(path), "frame": None, "face_box": None, "crop": None, "landmarks": None,
+            "detector": cropper.name, "angle": None}
     try:
         images = video_frames(path, frames) if path.suffix.lower() in VIDEO_EXTENSIONS else [(None, read_photo(path))]
     except DatasetError as error:
         return [dict(base, status=f"unreadable: {str(error).removeprefix(f'{path}: ')}")]
     rows = []
     for frame, rgb in images:
-        found = cropper(rgb)
-        rows.append(dict(base, frame=frame, status="no face") if found is None else
-                    dict(base, frame=frame, crop=found[0], face_box=found[1], status="ok"))
+        face = cropper.face(rgb)
+        rows.append(dict(base, frame=frame, status="no face") if face is None else
+                    dict(base, frame=frame, crop=face.crop, face_box=face.box, landmarks=face.landmarks,
+                         angle=round(face.angle, 2) if cropper.align else None, status="ok"))
     return rows
 
 
@@ -191,8 +196,20 @@ def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="
             os.replace(staging / row["image"], out / target)
             row["image"] = target.as_posix()
     shutil.rmtree(staging, ignore_errors=True)
+    write_landmarks(out, rows)
     write_manifest(out / "manifest.csv", rows)
     return rows
+
+
+def write_landmarks(out, rows):
+    """``<out>/<split>/landmarks.json``: {image path under the split: 68 [x, y] in crop pixels}, for the
+    splits whose crops have landmarks (the dlib detector)."""
+    for split in SPLITS:
+        landmarks = {row["image"].split("/", 1)[1]: np.round(row["landmarks"], 2).tolist() for row in rows
+                     if row["split"] == split and row["landmarks"] is not None}
+        if landmarks:  # compact: indented JSON would take a line per coordinate
+            text = json.dumps(landmarks, separators=(",", ":"))
+            atomic_write(out / split / LANDMARKS_FILE, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_manifest(path, rows):
@@ -220,6 +237,10 @@ def parse_args(argv=None):
                         help="split unit: each photo/video, or each sub-folder (one identity) (default: file)")
     parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels (default: 32)")
     parser.add_argument("--enlarge", type=float, default=ENLARGE, help=f"crop side / face box side (default: {ENLARGE})")
+    parser.add_argument("--detector", choices=DETECTORS, default=None,
+                        help="face detector: dlib (HOG + 68 landmarks) or haar (OpenCV) (default: dlib when installed)")
+    parser.add_argument("--align", action="store_true",
+                        help="rotate each face so the eyes are level before cropping (needs the dlib detector)")
     parser.add_argument("--overwrite", action="store_true", help="replace the splits and manifest of an earlier build in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -247,10 +268,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cropper = FaceCropper(min_face=args.min_face, enlarge=args.enlarge)
+        cropper = FaceCropper(min_face=args.min_face, enlarge=args.enlarge, detector=args.detector, align=args.align)
     except FaceDetectorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if cropper.note:
+        print(cropper.note, file=sys.stderr)
     new_build = Path(args.output) / NEW_BUILD
     shutil.rmtree(new_build, ignore_errors=True)  # left by a build that was killed
     rows = build(args.real, args.fake, new_build, args.frames, args.ratios, args.seed, args.group_by, cropper,

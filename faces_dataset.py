@@ -15,6 +15,7 @@ zero-padded image and horizontal flip with probability 0.5; see ``augment.py`` f
 """
 import copy
 import hashlib
+import json
 import math
 import os
 import warnings
@@ -35,6 +36,7 @@ from fileio import save_checkpoint
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
 SPLITS = ("train", "val", "test")  # a dataset folder holds these, each with CLASS_NAMES sub-folders
+LANDMARKS_FILE = "landmarks.json"  # in a split folder: 68 face landmarks per crop (build_faces_dataset.py, dlib)
 MAX_IMAGE_PIXELS = 8192 * 8192
 CACHE_VERSION = 2  # 2: the cache lists the files it skipped
 
@@ -102,6 +104,26 @@ def find_dataset(name, data_root):
         if candidate.is_dir():
             return candidate
     return None
+
+
+def load_landmarks(split_folder):
+    """{image path under ``split_folder`` ("real/a.png"): 68x2 float array of landmarks in that image's pixels},
+    read from the ``landmarks.json`` that build_faces_dataset.py writes with the dlib detector.
+
+    Raises DatasetError naming the file when it is missing or malformed.
+    """
+    path = Path(split_folder) / LANDMARKS_FILE
+    fix = "rebuild the dataset with build_faces_dataset.py --detector dlib (pip install dlib-bin face-recognition-models)"
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; {fix}")
+    try:
+        landmarks = {image: np.asarray(points, dtype=np.float64) for image, points in json.loads(path.read_text()).items()}
+    except (ValueError, TypeError, AttributeError) as error:
+        raise DatasetError(f"{path}: not a landmarks file ({type(error).__name__}: {error}); {fix}") from None
+    wrong = next((image for image, points in landmarks.items() if points.shape != (68, 2)), None)
+    if wrong is not None:
+        raise DatasetError(f"{path}: {wrong} has landmarks of shape {landmarks[wrong].shape}, not 68x2; {fix}")
+    return landmarks
 
 
 class FacesDataset(Dataset):
