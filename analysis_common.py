@@ -53,8 +53,12 @@ def parse_args(parser, argv):
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
     if hasattr(args, "device"):
         args.device = resolve_device(args.device, parser)
-    check_output_path(parser, "--figures-dir", args.figures_dir, folder=True)
     args.run = check_run_flags(parser, args)
+    datasets = [args.dataset] + ([args.eval_dataset] if getattr(args, "eval_dataset", None) else [])
+    inputs = [args.run.json_path, args.run.best_path] + [
+        folder / split for name in datasets if (folder := find_dataset(name, args.data_root))
+        for split in SPLITS]
+    check_output_path(parser, "--figures-dir", args.figures_dir, inputs, folder=True)
     return args
 
 

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from cli import ArgumentParser
 from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, LANDMARKS_FILE, SPLITS, DatasetError
-from fileio import atomic_write
+from fileio import atomic_write, check_output_path
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
@@ -257,12 +257,38 @@ def parse_args(argv=None):
         parser.error(f"--ratios {' '.join(map(str, args.ratios))}: need three shares >= 0 summing to 1, train > 0")
     if args.enlarge < 1:
         parser.error(f"--enlarge must be >= 1 (got {args.enlarge})")
+    check_output_path(parser, "--output", args.output, [args.real, args.fake], folder=True)
     out = Path(args.output)
-    earlier = [out / name for name in (*SPLITS, "manifest.csv", STAGING) if (out / name).exists()]
+    earlier = [out / name for name in (*SPLITS, "manifest.csv", STAGING, NEW_BUILD) if (out / name).exists()]
     if earlier and not args.overwrite:
         parser.error(f"{earlier[0]} exists from an earlier build; pass --overwrite to replace it or choose another --output")
+    if earlier:
+        problem = not_of_an_earlier_build(out)
+        if problem:
+            parser.error(f"--output {out}: {problem}; nothing was deleted: move it away or choose another --output")
     args.earlier = earlier
     return args
+
+
+def not_of_an_earlier_build(out):
+    """Why ``out`` holds something an earlier build did not make (so --overwrite must not delete it), or None:
+    every file under its split folders must be a crop its manifest.csv lists, or a split's landmarks file."""
+    manifest = out / "manifest.csv"
+    try:
+        with open(manifest, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = None
+    if not rows and any((out / split).exists() for split in SPLITS) or rows and set(rows[0]) - set(MANIFEST_FIELDS):
+        return f"its split folders are not listed by a manifest.csv of build_faces_dataset.py ({manifest})"
+    made = {Path(row["split"]) / row["image"] for row in rows or () if row.get("status") == "ok"}
+    made |= {Path(split) / LANDMARKS_FILE for split in SPLITS}
+    for split in SPLITS:
+        for path in sorted((out / split).rglob("*")):
+            if path.is_file() or path.is_symlink():
+                if path.relative_to(out) not in made:
+                    return f"{path} was not made by the earlier build (its manifest.csv does not list it)"
+    return None
 
 
 def main(argv=None):

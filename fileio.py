@@ -5,6 +5,7 @@ renamed into place, so a reader never sees half a file and a failed write leaves
 previous file intact. Checkpoints and weights are always loaded with ``weights_only=True``.
 """
 import contextlib
+import glob
 import json
 import os
 import socket
@@ -42,28 +43,89 @@ def atomic_write(path, write):
         raise
 
 
-def check_output_path(parser, flag, path, inputs=(), folder=False):
-    """``parser.error`` (exit 2) when ``path``, given with ``flag``, cannot take a command's output:
-    it is one of the command's ``inputs``, a folder where a file is meant (or the reverse), or its
-    folder could not be created. Checked without creating anything, so a command fails before its
-    work, not after."""
-    if path is None:
-        return
+class SymlinkLoopError(RuntimeError):
+    """A path whose symbolic links point in a circle."""
+
+
+def _resolved(path):
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # Path.resolve raises it on a symlink loop
+        raise SymlinkLoopError(f"{path}: a symbolic link loop; fix or remove the link") from None
+
+
+def _input_paths(item):
+    """The resolved paths an input names: itself (or a glob's matches) and, inside a folder, every symbolic
+    link's target (a linked file is as much an input as the folder; a link loop is reported)."""
+    matches = sorted(glob.glob(str(item), recursive=True)) if glob.has_magic(str(item)) else [item]
+    found, seen = [], set()
+    pending = [_resolved(match) for match in matches]
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        found.append(path)
+        if path.is_dir():
+            for folder, subfolders, files in os.walk(path):
+                for name in subfolders + files:
+                    entry = Path(folder) / name
+                    if entry.is_symlink():
+                        pending.append(_resolved(entry))
+    return found
+
+
+def output_problem(path, inputs=(), folder=False):
+    """Why ``path`` cannot take a command's output (one phrase), or None: it is one of the ``inputs``
+    (files, folders or glob patterns; the files and links inside folders count), lies inside an input
+    folder or contains an input, is a folder where a file is meant (or the reverse), or its folder
+    cannot be created. Checked without creating anything, so a command fails before its work."""
     path = Path(path)
-    if any(path.resolve() == Path(item).resolve() for item in inputs):
-        parser.error(f"{flag} {path}: is one of this command's inputs, which would be overwritten; choose another path")
+    target = _resolved(path)
+    for item in inputs:
+        for found in _input_paths(item):
+            if target == found:
+                return f"is this command's input {item}, which would be overwritten; choose another path"
+            if found.is_dir() and found in target.parents:
+                return f"lies inside the input folder {item}, which must stay as it is; choose a path outside it"
+            if target in found.parents:
+                return f"contains this command's input {item}, which must stay as it is; choose another path"
     if folder and path.exists() and not path.is_dir():
-        parser.error(f"{flag} {path}: is a file; give a folder")
+        return "is a file; give a folder"
     if not folder and path.is_dir():
-        parser.error(f"{flag} {path}: is a folder; give a file name")
+        return "is a folder; give a file name"
     existing = Path(os.path.abspath(path if folder else path.parent))
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        parser.error(f"{flag} {path}: cannot create the folder ({existing} is a file); choose another path")
+        return f"cannot create the folder ({existing} is a file); choose another path"
     if not os.access(existing, os.W_OK | os.X_OK):
-        parser.error(f"{flag} {path}: cannot create or write the folder ({existing}: permission denied); "
-                     "choose another path")
+        return f"cannot create or write the folder ({existing}: permission denied); choose another path"
+    return None
+
+
+def check_output_path(parser, flag, path, inputs=(), folder=False):
+    """``parser.error`` (exit 2) naming ``flag`` when ``path`` cannot take the output (``output_problem``)."""
+    if path is None:
+        return
+    try:
+        problem = output_problem(path, inputs, folder)
+    except SymlinkLoopError as error:
+        problem = f"cannot be checked: {error}"
+    if problem:
+        parser.error(f"{flag} {path}: {problem}")
+
+
+def check_distinct_outputs(parser, outputs):
+    """``parser.error`` when two of ``outputs`` (flag, path) of one command are the same file."""
+    seen = {}
+    for flag, path in outputs:
+        if path is None:
+            continue
+        target = os.path.realpath(path)
+        if target in seen:
+            parser.error(f"{flag} {path}: is also {seen[target]}'s output; give each output its own path")
+        seen[target] = flag
 
 
 def _synced_write(path, mode, dump):

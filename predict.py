@@ -33,7 +33,7 @@ from tqdm import tqdm
 from cli import ArgumentParser, exits_on_error
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
-from fileio import atomic_write, check_output_path, write_json
+from fileio import atomic_write, check_distinct_outputs, check_output_path, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
@@ -237,6 +237,7 @@ def parse_args(argv=None):
     check_output_path(parser, "--csv", args.csv, inputs)
     check_output_path(parser, "--json", args.json, inputs)
     check_output_path(parser, "--cam", args.cam, inputs, folder=True)
+    check_distinct_outputs(parser, [("--csv", args.csv), ("--json", args.json), ("--cam", args.cam)])
     return args
 
 

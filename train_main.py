@@ -82,10 +82,11 @@ def parse_args(argv=None):
         parser.error(f"{args.dataset_path}: missing split folder(s) {', '.join(missing)}; "
                      "a dataset holds train/, val/ and test/, each with real/ and fake/")
     args.device = resolve_device(args.device, parser)
-    check_output_path(parser, "--out-dir", args.out_dir, folder=True)
-    check_output_path(parser, "--checkpoint-dir", args.checkpoint_dir, folder=True)
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
+    inputs = [args.dataset_path / split for split in SPLITS] + ([args.weights] if args.weights else [])
+    for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir"):
+        check_output_path(parser, flag, getattr(args, flag[2:].replace("-", "_")), inputs, folder=True)
     run = check_run_flags(parser, args, args.dataset_path, optimizer_params(args))
     check_earlier_run(parser, args, run)
     return args, recipe, run
