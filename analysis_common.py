@@ -15,7 +15,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from faces_dataset import SPLITS, DatasetError, FacesDataset, Normalizer, dataset_name, drop_unreadable
-from fileio import CheckpointError, check_output_path, save_figure
+from fileio import CheckpointError, WriteError, check_output_path, save_figure
 from models import load_trained_model, model_name, resolve_device
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
 from train_main import resolve_dataset
@@ -72,7 +72,7 @@ def exits_on_error(main):
     def wrapper(argv=None):
         try:
             return main(argv)
-        except (AnalysisError, DatasetError, CheckpointError) as error:
+        except (AnalysisError, DatasetError, CheckpointError, WriteError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
     return wrapper

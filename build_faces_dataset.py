@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from face_detection import ENLARGE, FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, SPLITS, DatasetError
-from fileio import atomic_write
+from fileio import atomic_write, exits_on_write_error
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
@@ -174,7 +174,7 @@ def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="
                 name = f"{stem}_f{row['frame']:06d}" if row["frame"] is not None else stem
                 row["image"] = Path(label) / f"{unique_name(name, label, used_names)}.png"
                 (staging / label).mkdir(parents=True, exist_ok=True)
-                crop.save(staging / row["image"], format="PNG")
+                atomic_write(staging / row["image"], lambda tmp: crop.save(tmp, format="PNG"))
             rows.append(row)
     group_labels = defaultdict(set)
     for row in rows:
@@ -243,6 +243,7 @@ def parse_args(argv=None):
     return args
 
 
+@exits_on_write_error
 def main(argv=None):
     args = parse_args(argv)
     try:

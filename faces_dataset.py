@@ -30,7 +30,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from augment import CROP_ASPECT, CROP_PADDING, IMAGE_SIZE, AugmentConfig, Augmenter, ItemAugment
-from fileio import save_checkpoint
+from fileio import WriteError, save_checkpoint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
@@ -323,8 +323,8 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
         relative = [str(f.relative_to(dataset.root_path)) for f in files]
         try:
             save_checkpoint(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
-        except OSError as error:
-            print(f"warning: could not write the decode cache {cache_path} ({error}); continuing without it")
+        except WriteError as error:  # the cache only saves time: training goes on without it
+            print(f"warning: could not write the decode cache: {error.problem}; continuing without it")
     return DecodedFaces(images, labels, files, dataset.root_path)
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
-from fileio import CheckpointError, atomic_write, check_output_path, write_json
+from fileio import CheckpointError, atomic_write, check_output_path, exits_on_write_error, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
@@ -240,6 +240,7 @@ def parse_args(argv=None):
     return args
 
 
+@exits_on_write_error
 def main(argv=None):
     args = parse_args(argv)
     try:

@@ -27,7 +27,7 @@ import torch
 from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE, AugmentConfig
 from faces_dataset import (SPLITS, DatasetError, FacesDataset, balanced_sample_weights, data_digest, dataset_name,
                            decode_dataset, drop_unreadable, place_images)
-from fileio import CheckpointError, check_output_path
+from fileio import CheckpointError, WriteError, check_output_path
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, model_name,
                     precision_settings, resolve_device)
 from recipe import (CLASS_BALANCE, DEFAULT_RECIPE, NORMALIZATIONS, OPTIMIZERS, RECIPES, SCHEDULES, build_optimizer,
@@ -363,6 +363,10 @@ def main(argv=None):
         history = trainer.run(args.epochs, logging_parameters, resume=args.resume)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except WriteError as error:  # the files written before are whole: the run goes on from its last checkpoint
+        print(f"error: {error.problem}; {error.fix}, then {after_interrupt(args, logging_parameters, started)}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; {after_interrupt(args, logging_parameters, started)}", file=sys.stderr)
