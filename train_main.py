@@ -365,7 +365,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 1
     except WriteError as error:  # the files written before are whole: the run goes on from its last checkpoint
-        print(f"error: {error.problem}; {error.fix}, then {after_interrupt(args, logging_parameters, started)}",
+        print(f"error: {error.problem}; {error.fix}; {after_interrupt(args, logging_parameters, started)}",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:

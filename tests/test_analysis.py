@@ -326,3 +326,14 @@ def test_16_bit_and_float_masks_are_scaled_by_their_mode(tmp_path):
     Image.fromarray(half * 255).save(tmp_path / "over.tif")
     with pytest.raises(DatasetError, match=r"over.tif: cannot map the mask's F pixels to 8 bits \(float pixels from 0 to 255"):
         load_mask(tmp_path / "over.tif", (4, 4))
+
+
+def test_a_full_disk_under_the_figures_is_one_line_naming_the_figure(tiny_run, small_filesystems, capsys):
+    figures = small_filesystems.mount("figures", size_kib=64)
+    small_filesystems.fill(figures)
+    assert plot_accuracy_and_loss.main(["-m", "SimpleNet", "-d", "tiny_fakes", "-o", "Adam", "--out-dir",
+                                        str(tiny_run["out_dir"]), "--figures-dir", str(figures)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {figures}/tiny_fakes_SimpleNet_Adam") and error.count("\n") == 1, error
+    assert error.endswith(f".png: disk full writing it (0 bytes free on {figures}); free some space and run the command again\n")
+    assert sorted(p.name for p in figures.iterdir()) == ["filler"]
