@@ -89,11 +89,11 @@ def _size(count):
 def _write_error(path, failure):
     """The WriteError for ``path`` given the OSError (or torch RuntimeError) ``failure`` of writing it."""
     code = failure.errno if isinstance(failure, OSError) else None
-    what, fix = WRITE_FAILURES.get(code, (None, "check the folder and the disk"))
-    if what is None:
-        what = (failure.strerror if isinstance(failure, OSError) and failure.strerror else
-                str(failure).splitlines()[0][:120]).rstrip(".").lower()
-    return WriteError(code, f"{path}: {what} writing it ({_free_space(path)})", fix)
+    if code in WRITE_FAILURES:
+        what, fix = WRITE_FAILURES[code]
+        return WriteError(code, f"{path}: {what} writing it ({_free_space(path)})", fix)
+    reason = failure.strerror if isinstance(failure, OSError) and failure.strerror else "torch.save failed"
+    return WriteError(code, f"{path}: cannot write it ({reason}; {_free_space(path)})", "check the folder and the disk")
 
 
 def atomic_write(path, write):

@@ -90,6 +90,19 @@ def test_torchs_own_error_for_a_failed_write_becomes_a_write_error(tmp_path):
     assert failed.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
 
 
+def test_torch_writing_to_a_path_on_a_full_disk_is_a_write_error_too(small_filesystems):
+    folder = small_filesystems.mount(size_kib=64)  # torch's own file writer: its RuntimeError holds no OSError
+    with pytest.raises(WriteError, match=re.escape(f"{folder / 'a.pt'}: cannot write it (torch.save failed; ")) as failed:
+        fileio.atomic_write(folder / "a.pt", lambda tmp: torch.save({"w": torch.rand(100_000)}, tmp))
+    assert isinstance(failed.value.__cause__, RuntimeError) and list(folder.iterdir()) == []
+
+
+def test_another_os_error_is_one_line_in_its_own_words(tmp_path):
+    (tmp_path / "taken").write_text("a file where a folder is needed")
+    with pytest.raises(WriteError, match=re.escape(f"{tmp_path / 'taken' / 'a.json'}: cannot write it (File exists; ")):
+        write_json(tmp_path / "taken" / "a.json", {"epoch": 1})
+
+
 def test_other_errors_of_the_writer_are_not_taken_for_write_errors(tmp_path):
     with pytest.raises(TypeError, match="not JSON serializable"):
         write_json(tmp_path / "a.json", {"epoch": object()})
