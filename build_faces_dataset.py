@@ -17,8 +17,9 @@ and mixed groups, so every split gets both classes when there are enough sources
 
 ``<out>/manifest.csv`` lists every crop (image, label, split, source, group, frame, face
 box in source pixels) and every source or frame where no face was found or the file could
-not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable or
-a split was left without real or fake images, 2 for a usage error.
+not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable, a
+split was left without real or fake images or a file could not be written (disk full), 2 for
+a usage error.
 """
 import argparse
 import csv

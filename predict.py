@@ -18,7 +18,8 @@ image and averages the log-odds.
 Prints a table; ``--csv``/``--json`` also write it to files; ``--cam DIR`` saves a Grad-CAM
 overlay per image (evidence for "fake", as grad_cam_analysis.py draws it). Unreadable or
 missing inputs, and images without a face under ``--crop-faces``, are reported and skipped.
-Exit code: 0 when every input was scored, 1 when any failed, 2 for a usage or checkpoint error.
+Exit code: 0 when every input was scored, 1 when any failed or an output could not be
+written (disk full), 2 for a usage or checkpoint error.
 """
 import argparse
 import csv
