@@ -81,7 +81,8 @@ def to_8_bit(image, raw_mode=""):
         array = np.asarray(image, dtype=np.float64)
         low, high = (np.min(array), np.max(array)) if array.size else (0.0, 0.0)
         if not (-FLOAT_SLACK <= low and high <= 1 + FLOAT_SLACK):  # NaN fails both
-            raise ValueError(f"float pixels from {low:.4g} to {high:.4g}, outside [0, 1], the range float images are read in")
+            raise ValueError(f"float pixels from {low:.4g} to {high:.4g}, outside [0, 1], "
+                             "the range float images are read in")
         array = array * 255
     else:
         return image

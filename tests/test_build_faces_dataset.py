@@ -259,6 +259,6 @@ def test_a_full_disk_under_the_crops_is_one_line_naming_the_crop(tmp_path, small
     error = capsys.readouterr().err
     assert code == 1 and error.count("\n") == 1, error
     staging = folder / "faces" / build.NEW_BUILD / build.STAGING
-    assert error.startswith(f"error: {staging}/") and f".png: disk full writing it (" in error
+    assert error.startswith(f"error: {staging}/") and ".png: disk full writing it (" in error
     assert f"free on {folder}); free some space and run the command again" in error
     assert not list(folder.rglob("*.tmp"))

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 import faces_dataset
-import fileio
 import train_main
 from faces_dataset import DatasetError, DecodedFaces, FacesDataset, decode_dataset, load_image, place_images
 from fileio import CheckpointError
