@@ -19,8 +19,9 @@ and mixed groups, so every split gets both classes when there are enough sources
 
 ``<out>/manifest.csv`` lists every crop (image, label, split, source, group, frame, face
 box in source pixels, detector, rotation angle of --align) and every source or frame where no face was found or the file could
-not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable or
-a split was left without real or fake images, 2 for a usage error.
+not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable, a
+split was left without real or fake images or a file could not be written (disk full), 2 for
+a usage error.
 """
 import csv
 import json
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cli import ArgumentParser
+from cli import ArgumentParser, exits_on_error
 from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, LANDMARKS_FILE, SPLITS, DatasetError
 from fileio import atomic_write, check_output_path
@@ -179,7 +180,7 @@ def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="
                 name = f"{stem}_f{row['frame']:06d}" if row["frame"] is not None else stem
                 row["image"] = Path(label) / f"{unique_name(name, label, used_names)}.png"
                 (staging / label).mkdir(parents=True, exist_ok=True)
-                crop.save(staging / row["image"], format="PNG")
+                atomic_write(staging / row["image"], lambda tmp: crop.save(tmp, format="PNG"))
             rows.append(row)
     group_labels = defaultdict(set)
     for row in rows:
@@ -291,6 +292,7 @@ def not_of_an_earlier_build(out):
     return None
 
 
+@exits_on_error()
 def main(argv=None):
     args = parse_args(argv)
     try:

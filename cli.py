@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 from faces_dataset import DatasetError, dataset_name, find_dataset
-from fileio import CheckpointError
+from fileio import CheckpointError, WriteError
 from models import model_name
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
 from runs import Run, RunLockedError, run_name_problem
 
-ERRORS = (DatasetError, CheckpointError, RunLockedError)  # every script's exit-1 errors
+ERRORS = (DatasetError, CheckpointError, RunLockedError, WriteError)  # every script's exit-1 errors
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from analysis_common import normalized_batches, save
+from faces_dataset import DatasetError, stored_mode, to_8_bit
 from metrics import format_metric
 
 BASELINES = ("centre baseline", "uniform baseline")
@@ -32,9 +33,14 @@ def mask_path(dataset, index):
 
 
 def load_mask(path, shape):
-    """A mask file as a boolean array of ``shape`` (nearest-neighbour resized when needed)."""
+    """A mask file as a boolean array of ``shape`` (nearest-neighbour resized when needed); 16-bit
+    and float masks are scaled by their mode, as images are (``faces_dataset.to_8_bit``)."""
     with Image.open(path) as image:
-        mask = image.convert("L")
+        try:
+            mask = to_8_bit(image, stored_mode(image)).convert("L")
+        except ValueError as error:
+            raise DatasetError(f"{path}: cannot map the mask's {image.mode} pixels to 8 bits ({error}); "
+                               "save it as 8-bit (255 = manipulated)") from None
         if mask.size != (shape[1], shape[0]):
             mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
         return np.asarray(mask) > 127

@@ -31,14 +31,15 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from augment import CROP_ASPECT, CROP_PADDING, IMAGE_SIZE, AugmentConfig, Augmenter, ItemAugment
-from fileio import save_checkpoint
+from fileio import WriteError, save_checkpoint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
 SPLITS = ("train", "val", "test")  # a dataset folder holds these, each with CLASS_NAMES sub-folders
 LANDMARKS_FILE = "landmarks.json"  # in a split folder: 68 face landmarks per crop (build_faces_dataset.py, dlib)
 MAX_IMAGE_PIXELS = 8192 * 8192
-CACHE_VERSION = 2  # 2: the cache lists the files it skipped
+CACHE_VERSION = 3  # 2: the cache lists the files it skipped; 3: 16-bit and float images scaled by their mode
+FLOAT_SLACK = 1 / 510  # float pixels within half an 8-bit step of [0, 1] round to 0 or 255 all the same
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
@@ -59,18 +60,52 @@ def list_image_files(folder):
     return sorted(found)
 
 
+def stored_mode(image):
+    """How an opened image's file stores its pixels (Pillow's raw mode, e.g. ``I;16B``, ``I;32S``,
+    ``F;32F``); call it before the pixels are loaded; "" when unknown."""
+    args = image.tile[0].args if image.tile else ""
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def to_8_bit(image, raw_mode=""):
+    """``image`` with 16-bit and float pixels mapped to 8 bits by their mode, never by their values:
+    16-bit (modes I;16, I;16B, I;16L, I;16N, or I read from unsigned 16-bit samples) as value / 257,
+    so 65535 is 255 and a dark image stays dark; float (F) read as [0, 1] and multiplied by 255.
+    Other modes are returned as they are (``convert`` maps them faithfully). Raises ValueError saying
+    why when no faithful 8-bit mapping exists: 32-bit or signed integer pixels, float pixels outside
+    [0, 1] (NaN included)."""
+    sixteen_bit = image.mode == "I" and raw_mode.startswith("I;16") and "S" not in raw_mode
+    if image.mode.startswith("I;16") or sixteen_bit:
+        array = np.asarray(image, dtype=np.float64) / 257
+    elif image.mode == "I":
+        raise ValueError(f"32-bit or signed integer pixels ({raw_mode or 'I'}) have no standard 8-bit scale")
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        low, high = (np.min(array), np.max(array)) if array.size else (0.0, 0.0)
+        if not (-FLOAT_SLACK <= low and high <= 1 + FLOAT_SLACK):  # NaN fails both
+            raise ValueError(f"float pixels from {low:.4g} to {high:.4g}, outside [0, 1], "
+                             "the range float images are read in")
+        array = array * 255
+    else:
+        return image
+    return Image.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8))
+
+
 def load_image(path, size=IMAGE_SIZE):
     """Open an image as a ``size`` x ``size`` RGB PIL image (``size=None``: keep its own size).
 
-    EXIF orientation is honoured; grayscale, palette, RGBA, CMYK and 16-bit images are
-    converted to 8-bit RGB; images of another size are resized to 256x256 (bilinear).
-    Raises DatasetError naming the file when it cannot be decoded or is too large
-    (more than MAX_IMAGE_PIXELS pixels: a decompression bomb is refused, not decoded).
+    EXIF orientation is honoured; grayscale, palette, RGBA, CMYK and other 8-bit modes are
+    converted to 8-bit RGB, 16-bit and float images scaled by their mode (see ``to_8_bit``);
+    images of another size are resized to 256x256 (bilinear). Raises DatasetError naming the
+    file when it cannot be decoded, has pixels with no faithful 8-bit mapping (32-bit integers,
+    float values outside [0, 1]) or is too large (more than MAX_IMAGE_PIXELS pixels: a
+    decompression bomb is refused, not decoded).
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                raw_mode = stored_mode(image)
                 image = ImageOps.exif_transpose(image)
                 image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -79,14 +114,15 @@ def load_image(path, size=IMAGE_SIZE):
     except Exception as error:
         raise DatasetError(f"{path}: cannot read image ({type(error).__name__}: {error}); "
                            "replace or remove the file") from None
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if array.max() > 255 else 1.0
-        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    try:
+        image = to_8_bit(image, raw_mode)
+        if image.mode == "P":
+            image = image.convert("RGBA")
+        if image.mode != "RGB":
+            image = image.convert("RGB")  # raises ValueError for the few modes Pillow cannot convert (La)
+    except ValueError as error:
+        raise DatasetError(f"{path}: cannot map its {image.mode} pixels to 8-bit RGB ({error}); "
+                           "save it as 8- or 16-bit (float: in [0, 1]) or remove the file") from None
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
     return image
@@ -334,8 +370,8 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
         relative = [str(f.relative_to(dataset.root_path)) for f in files]
         try:
             save_checkpoint(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
-        except OSError as error:
-            print(f"warning: could not write the decode cache {cache_path} ({error}); continuing without it")
+        except WriteError as error:  # the cache only saves time: training goes on without it
+            print(f"warning: could not write the decode cache: {error.problem}; continuing without it")
     decoded = DecodedFaces(images, labels, files, dataset.root_path)
     decoded.pixel_digest = _pixel_digest(image.numpy() for image in images)
     return decoded

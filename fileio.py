@@ -2,13 +2,19 @@
 
 Every file the toolkit writes goes to a temporary file in the target folder and is
 renamed into place, so a reader never sees half a file and a failed write leaves the
-previous file intact. Checkpoints and weights are always loaded with ``weights_only=True``.
+previous file intact and no temporary file behind; the failure is a WriteError, one line naming
+the file, the cause (disk full, I/O error, ...) and the free space on its filesystem.
+Checkpoints and weights are always loaded with ``weights_only=True``.
 """
 import contextlib
+import errno
+import functools
 import glob
 import json
 import os
+import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,24 +29,96 @@ os.umask(_UMASK)
 TRAINED_CHECKPOINT_FIX = "pass a .pt file written by train_main.py (train a model first)"
 
 
+WRITE_FAILURES = {  # errno: (what happened, what to do)
+    errno.ENOSPC: ("disk full", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
+    errno.EFBIG: ("file too large for its filesystem", "write to another filesystem"),
+    errno.EIO: ("I/O error", "check the disk (or its connection)"),
+    errno.EROFS: ("read-only filesystem", "write to another folder"),
+    errno.EACCES: ("permission denied", "make the folder writable or write to another folder"),
+}
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint or weights file that is missing, unreadable or of the wrong kind."""
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` and rename the temporary file onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+class WriteError(OSError):
+    """A file that could not be written. ``problem`` names the file, the cause and the free space on its
+    filesystem, ``fix`` what to do; ``str`` is both, with "and run the command again"."""
+
+    def __init__(self, code, problem, fix):
+        super().__init__(code, problem)
+        self.problem, self.fix = problem, fix
+
+    def __str__(self):
+        return f"{self.problem}; {self.fix} and run the command again"
+
+
+def _io_failure(error):
+    """The OSError behind a failed write: ``error`` itself, or the one ``torch.save`` turned into its
+    RuntimeError ("[enforce fail at inline_container.cc] unexpected pos ..."); ``error`` itself for
+    such a RuntimeError without one (torch writing to a path); None for any other error."""
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, RuntimeError) and "inline_container" in str(error):
+        cause = error.__cause__ or error.__context__
+        return cause if isinstance(cause, OSError) else error
+    return None
+
+
+def _free_space(path):
+    """``"12 KiB free on /mnt/data"`` for the filesystem that holds ``path`` (or its nearest existing folder)."""
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.is_dir():
+        folder = folder.parent
+    mount = folder
+    while not os.path.ismount(mount):
+        mount = mount.parent
     try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"free space on {mount} unknown"
+    return f"{_size(free)} free on {mount}"
+
+
+def _size(count):
+    """``count`` bytes as ``"512 bytes"``, ``"12.0 KiB"``, ``"3.4 GiB"``."""
+    for power, unit in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if count >= 1024 ** power:
+            return f"{count / 1024 ** power:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _write_error(path, failure):
+    """The WriteError for ``path`` given the OSError (or torch RuntimeError) ``failure`` of writing it."""
+    code = failure.errno if isinstance(failure, OSError) else None
+    if code in WRITE_FAILURES:
+        what, fix = WRITE_FAILURES[code]
+        return WriteError(code, f"{path}: {what} writing it ({_free_space(path)})", fix)
+    reason = failure.strerror if isinstance(failure, OSError) and failure.strerror else "torch.save failed"
+    return WriteError(code, f"{path}: cannot write it ({reason}; {_free_space(path)})", "check the folder and the disk")
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` and rename the temporary file onto ``path``; a failure to write
+    (an OSError, or torch's RuntimeError for one) removes the temporary file and raises WriteError."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-        raise
+        failure = _io_failure(error)
+        if failure is None:
+            raise
+        raise _write_error(path, failure) from error
 
 
 class SymlinkLoopError(RuntimeError):

@@ -18,7 +18,8 @@ image and averages the log-odds.
 Prints a table; ``--csv``/``--json`` also write it to files; ``--cam DIR`` saves a Grad-CAM
 overlay per image (evidence for "fake", as grad_cam_analysis.py draws it). Unreadable or
 missing inputs, and images without a face under ``--crop-faces``, are reported and skipped.
-Exit code: 0 when every input was scored, 1 when any failed or the checkpoint is bad, 2 for a usage error.
+Exit code: 0 when every input was scored, 1 when any failed, the checkpoint is bad or an output
+could not be written (disk full), 2 for a usage error.
 """
 import csv
 import glob

@@ -25,7 +25,7 @@ from pathlib import Path
 from augment import IMAGE_SIZE
 from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
 from faces_dataset import SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset, drop_unreadable, place_images
-from fileio import CheckpointError, check_output_path
+from fileio import CheckpointError, WriteError, check_output_path
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, precision_settings,
                     resolve_device)
 from recipe import DEFAULT_RECIPE, RECIPE_NAMES, add_recipe_arguments, apply_recipe, resolve_normalization
@@ -200,6 +200,9 @@ def main(argv=None):
             history = train(args, recipe, run)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError, RunLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except WriteError as error:  # the files written before are whole: the run goes on from its last checkpoint
+        print(f"error: {error.problem}; {error.fix}; {after_interrupt(args, run, started)}", file=sys.stderr)
         return 1
     except ModelNameError as error:
         print(f"error: {error}", file=sys.stderr)

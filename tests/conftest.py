@@ -1,4 +1,7 @@
 """Shared fixtures: tiny generated datasets and a tiny trained run (CPU, seconds)."""
+import errno
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,3 +53,54 @@ def script_validation_accuracy(monkeypatch):
             return result
         monkeypatch.setattr(trainer, "evaluate", scripted)
     return script
+
+
+class SmallFilesystems:
+    """Real small filesystems (tmpfs) for disk-full tests: ``mount(name, size_kib)`` gives a folder on
+    one, ``fill(folder)`` fills it to the last byte, ``resize(folder, size_kib)`` frees space. Skips the
+    test, saying why, where mounting is not allowed (it needs root)."""
+
+    def __init__(self, root):
+        self.root, self.mounted = root, []
+
+    def _mount(self, *args):
+        if shutil.which("mount") is None:
+            pytest.skip("disk-full test needs a small tmpfs, and this machine has no mount command")
+        result = subprocess.run(["mount", "-t", "tmpfs", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"disk-full test needs a small tmpfs (mount as root): {result.stderr.strip()}")
+
+    def mount(self, name="small_fs", size_kib=256):
+        folder = self.root / name
+        folder.mkdir()
+        self._mount("-o", f"size={size_kib}k", "tmpfs", str(folder))
+        self.mounted.append(folder)
+        return folder
+
+    def resize(self, folder, size_kib):
+        self._mount("-o", f"remount,size={size_kib}k", "tmpfs", str(folder))
+
+    @staticmethod
+    def fill(folder):
+        """Write ``folder/filler`` until the filesystem is full; returns its path (delete it to free the space)."""
+        filler = Path(folder) / "filler"
+        with open(filler, "wb", buffering=0) as f:
+            for size in (2 ** 16, 2 ** 10, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * size)
+                except OSError as error:
+                    assert error.errno == errno.ENOSPC, error
+        return filler
+
+    def unmount_all(self):
+        for folder in reversed(self.mounted):
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def small_filesystems(tmp_path):
+    """SmallFilesystems under ``tmp_path``, unmounted after the test."""
+    filesystems = SmallFilesystems(tmp_path)
+    yield filesystems
+    filesystems.unmount_all()

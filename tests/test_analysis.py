@@ -17,8 +17,8 @@ import plot_accuracy_and_loss
 import plot_samples_of_faces_datasets
 import report
 import saliency_map
-from explanation_scores import explain_dataset, score_map
-from faces_dataset import FacesDataset, item_transform, load_image
+from explanation_scores import explain_dataset, load_mask, score_map
+from faces_dataset import DatasetError, FacesDataset, item_transform, load_image
 from metrics import equal_error_rate
 from models import SimpleNet, load_trained_model, operating_threshold
 
@@ -312,3 +312,28 @@ def test_every_script_has_help(script, capsys):
         script.main(["--help"])
     assert exit_info.value.code == 0
     assert "--figures-dir" in capsys.readouterr().out
+
+
+def test_16_bit_and_float_masks_are_scaled_by_their_mode(tmp_path):
+    half = np.zeros((4, 4), dtype=np.float32)
+    half[:, 2:] = 1.0  # right half manipulated
+    Image.fromarray(half).save(tmp_path / "float.tif")
+    Image.fromarray((half * 65535).astype(np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray((half * 255).astype(np.uint16)).save(tmp_path / "dark.png")  # 255 of 65535: nothing manipulated
+    for name in ("float.tif", "deep.png"):
+        assert np.array_equal(load_mask(tmp_path / name, (4, 4)), half > 0), name
+    assert not load_mask(tmp_path / "dark.png", (4, 4)).any()
+    Image.fromarray(half * 255).save(tmp_path / "over.tif")
+    with pytest.raises(DatasetError, match=r"over.tif: cannot map the mask's F pixels to 8 bits \(float pixels from 0 to 255"):
+        load_mask(tmp_path / "over.tif", (4, 4))
+
+
+def test_a_full_disk_under_the_figures_is_one_line_naming_the_figure(tiny_run, small_filesystems, capsys):
+    figures = small_filesystems.mount("figures", size_kib=64)
+    small_filesystems.fill(figures)
+    assert plot_accuracy_and_loss.main(["-m", "SimpleNet", "-d", "tiny_fakes", "-o", "Adam", "--out-dir",
+                                        str(tiny_run["out_dir"]), "--figures-dir", str(figures)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {figures}/tiny_fakes_SimpleNet_Adam") and error.count("\n") == 1, error
+    assert error.endswith(f".png: disk full writing it (0 bytes free on {figures}); free some space and run the command again\n")
+    assert sorted(p.name for p in figures.iterdir()) == ["filler"]

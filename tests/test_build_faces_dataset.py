@@ -246,3 +246,19 @@ def test_demo_media_builds_a_dataset(tmp_path):
                        ratios=(0.6, 0.2, 0.2), progress=False)
     assert len({row["source"] for row in rows}) == 16
     assert sum(row["status"] == "ok" for row in rows) > 10
+
+
+def test_a_full_disk_under_the_crops_is_one_line_naming_the_crop(tmp_path, small_filesystems, capsys):
+    for label in ("real", "fake"):
+        (tmp_path / "raw" / label).mkdir(parents=True)
+        for index in range(2):
+            astronaut_scene((60 * index, 30 * index), fake=label == "fake").save(tmp_path / "raw" / label / f"{index}.png")
+    folder = small_filesystems.mount("out", size_kib=128)  # room for one crop or so
+    code = build.main(["--real", str(tmp_path / "raw" / "real"), "--fake", str(tmp_path / "raw" / "fake"),
+                       "-o", str(folder / "faces"), "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 1 and error.count("\n") == 1, error
+    staging = folder / "faces" / build.NEW_BUILD / build.STAGING
+    assert error.startswith(f"error: {staging}/") and ".png: disk full writing it (" in error
+    assert f"free on {folder}); free some space and run the command again" in error
+    assert not list(folder.rglob("*.tmp"))

@@ -92,6 +92,57 @@ def test_image_modes_and_sizes_become_rgb_256(tmp_path):
     assert np.asarray(load_image(tmp_path / "cmyk.jpg")).mean() > 200
 
 
+def grey_levels(path):
+    """The 8-bit grey levels ``load_image`` gives a file, as a set."""
+    return set(np.unique(np.asarray(load_image(path, size=None))).tolist())
+
+
+def test_16_bit_and_float_images_are_scaled_by_their_mode_not_their_values(tmp_path):
+    dark = np.array([[0, 255], [128, 1]], dtype=np.uint16)  # a dark 16-bit image: at most 1/257 of white
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    Image.fromarray(dark * 257).save(tmp_path / "bright.png")  # 257 * 255 = 65535, white
+    Image.fromarray((dark * 257).astype(">u2")).save(tmp_path / "big_endian.tif")
+    Image.fromarray(np.array([[0.0, 1.0], [0.5, 0.25]], dtype=np.float32)).save(tmp_path / "float.tif")
+    assert Image.open(tmp_path / "dark.png").mode == "I;16" and Image.open(tmp_path / "float.tif").mode == "F"
+    assert Image.open(tmp_path / "big_endian.tif").mode == "I;16B"
+    assert grey_levels(tmp_path / "dark.png") == {0, 1}  # 255 / 257 rounds to 1, not to 255
+    assert grey_levels(tmp_path / "bright.png") == grey_levels(tmp_path / "big_endian.tif") == {0, 1, 128, 255}
+    assert grey_levels(tmp_path / "float.tif") == {0, 64, 128, 255}
+
+
+def test_16_bit_samples_read_as_mode_i_are_scaled_too(tmp_path):
+    image = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).convert("I")
+    assert faces_dataset.to_8_bit(image, "I;16B").getextrema() == (255, 255)
+    with pytest.raises(ValueError, match=r"32-bit or signed integer pixels \(I;32S\)"):
+        faces_dataset.to_8_bit(image, "I;32S")
+
+
+@pytest.mark.parametrize("name, pixels, says", [
+    ("over.tif", np.array([[0.0, 2.0]], dtype=np.float32), "float pixels from 0 to 2, outside \\[0, 1\\]"),
+    ("negative.tif", np.array([[-1.0, 0.5]], dtype=np.float32), "float pixels from -1 to 0.5"),
+    ("nan.tif", np.array([[np.nan, 0.5]], dtype=np.float32), "float pixels from nan"),
+    ("wide.tif", np.array([[70000, -3]], dtype=np.int32), r"32-bit or signed integer pixels \(I;32S\)"),
+])
+def test_images_without_a_faithful_8_bit_mapping_are_refused_by_name(tmp_path, name, pixels, says):
+    Image.fromarray(pixels).save(tmp_path / name)
+    with pytest.raises(DatasetError, match=f"{name}: cannot map its (F|I) pixels to 8-bit RGB \\({says}.*; save it as"):
+        load_image(tmp_path / name)
+
+
+def test_float_pixels_within_half_a_step_of_the_range_are_kept(tmp_path):
+    Image.fromarray(np.array([[-0.001, 1.001]], dtype=np.float32)).save(tmp_path / "rounding.tif")
+    assert grey_levels(tmp_path / "rounding.tif") == {0, 255}
+
+
+def test_odd_images_are_skipped_with_a_warning_on_both_paths(small_split, capsys):
+    Image.fromarray(np.full((8, 8), 3.0, dtype=np.float32)).save(small_split / "fake" / "hdr.png", format="TIFF")
+    decoded = decode_dataset(FacesDataset(small_split), cache_dir=None, progress=False)
+    assert len(decoded) == 5
+    assert "warning: skipped " in capsys.readouterr().out
+    dataset = faces_dataset.drop_unreadable(FacesDataset(small_split), progress=False)
+    assert len(dataset) == 5 and "hdr.png: cannot map its F pixels" in capsys.readouterr().out
+
+
 def test_exif_orientation_is_honoured(tmp_path):
     array = np.zeros((256, 256, 3), dtype=np.uint8)
     array[:, :128] = 255  # left half white

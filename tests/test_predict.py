@@ -256,3 +256,15 @@ def test_bad_ensemble_member_is_one_line_error(tiny_run, images, tmp_path, capsy
     code, output = run_cli(capsys, tiny_run["best"], images, "--ensemble", tmp_path / "member.pt", "--csv", tmp_path / "out.csv")
     assert code == 2 and not (tmp_path / "out.csv").exists()
     assert output.err.strip().startswith("error:") and "member.pt" in output.err and len(output.err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_under_the_csv_is_one_line_and_keeps_the_earlier_csv(tiny_run, images, small_filesystems, capsys):
+    folder = small_filesystems.mount("out", size_kib=64)
+    (folder / "out.csv").write_text("an earlier CSV\n")
+    small_filesystems.fill(folder)
+    code, output = run_cli(capsys, tiny_run["best"], images, "--csv", folder / "out.csv")
+    assert code == 1
+    assert output.err == (f"error: {folder / 'out.csv'}: disk full writing it (0 bytes free on {folder}); "
+                          "free some space and run the command again\n")
+    assert (folder / "out.csv").read_text() == "an earlier CSV\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["filler", "out.csv"]

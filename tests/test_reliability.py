@@ -1,6 +1,7 @@
 """Bad images, bad datasets, bad checkpoints and failing resources (docs/reliability.md)."""
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -8,7 +9,6 @@ import torch
 from PIL import Image
 
 import faces_dataset
-import fileio
 import train_main
 from faces_dataset import DatasetError, DecodedFaces, FacesDataset, decode_dataset, load_image, place_images
 from fileio import CheckpointError
@@ -18,6 +18,13 @@ from models import SimpleNet, load_trained_model
 @pytest.fixture
 def dataset_copy(tiny_fakes, tmp_path):
     return shutil.copytree(tiny_fakes, tmp_path / "copy")
+
+
+def error_line(stderr):
+    """The one error line of a run's stderr (its progress bars aside); fails unless there is exactly one."""
+    errors = [line for line in re.split(r"[\r\n]", stderr) if line.strip() and not re.match(r".*\d+%\|", line)]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    return errors[0]
 
 
 def train(dataset, tmp_path, *flags):
@@ -102,13 +109,40 @@ def test_images_shared_between_train_and_test_are_counted(dataset_copy, tmp_path
     assert "2 image(s) of" in capsys.readouterr().out
 
 
-def test_a_failing_cache_write_is_reported_and_training_goes_on(dataset_copy, tmp_path, monkeypatch, capsys):
-    def disk_full(path, write):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(fileio, "atomic_write", disk_full)
-    decoded = decode_dataset(FacesDataset(dataset_copy / "val"), cache_dir=tmp_path / "cache", progress=False)
-    assert len(decoded) == 12
-    assert "could not write the decode cache" in capsys.readouterr().out
+def test_a_full_disk_under_the_decode_cache_is_a_warning_and_training_goes_on(dataset_copy, small_filesystems, capsys):
+    cache = small_filesystems.mount("cache", size_kib=256)  # 12 decoded images need 2.3 MiB
+    decoded = decode_dataset(FacesDataset(dataset_copy / "val"), cache_dir=cache, progress=False)
+    assert len(decoded) == 12 and decoded.images.shape == (12, 3, 256, 256)
+    out = capsys.readouterr().out
+    assert re.search(rf"warning: could not write the decode cache: {re.escape(str(cache))}/val-\w+\.pt: disk full writing it "
+                     rf"\(\d+(\.\d [KM]iB| bytes) free on {re.escape(str(cache))}\); continuing without it", out), out
+    assert list(cache.iterdir()) == []  # the temporary file is gone, its space free again
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_training_with_one_line_and_the_run_resumes(dataset_copy, tmp_path, small_filesystems, capsys):
+    checkpoints = small_filesystems.mount("ck", size_kib=300 * 1024)  # epoch 1's two checkpoints fit, epoch 2's do not
+    assert train(dataset_copy, tmp_path, "-e", "2", "--checkpoint-dir", str(checkpoints)) == 1
+    error = error_line(capsys.readouterr().err)
+    assert re.fullmatch(rf"error: {re.escape(str(checkpoints))}/copy_SimpleNet_Adam(_last)?\.pt: disk full writing it "
+                        rf"\(\d+\.\d MiB free on {re.escape(str(checkpoints))}\); free some space; "
+                        r"run the same command with --resume to continue from the last checkpoint", error), error
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["copy_SimpleNet_Adam.pt", "copy_SimpleNet_Adam_last.pt"]
+    assert len(json.loads((tmp_path / "out" / "copy_SimpleNet_Adam.json").read_text())["train_loss"]) == 1
+    small_filesystems.resize(checkpoints, 600 * 1024)  # space freed
+    assert train(dataset_copy, tmp_path, "-e", "2", "--checkpoint-dir", str(checkpoints), "--resume") == 0
+    assert "resuming copy_SimpleNet_Adam after epoch 1" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "out" / "copy_SimpleNet_Adam.json").read_text())["train_loss"]) == 2
+
+
+def test_a_full_disk_under_the_json_says_so_and_keeps_the_checkpoints(dataset_copy, tmp_path, small_filesystems, capsys):
+    out = small_filesystems.mount("out", size_kib=64)
+    small_filesystems.fill(out)
+    assert train(dataset_copy, tmp_path, "--out-dir", str(out)) == 1
+    error = error_line(capsys.readouterr().err)
+    assert error.startswith(f"error: {out}/copy_SimpleNet_Adam.json: disk full writing it (0 bytes free on {out}); "
+                            "free some space; run the same command with --resume"), error
+    assert sorted(p.name for p in out.iterdir()) == ["filler"]
 
 
 class FakeImages:
