@@ -8,13 +8,11 @@ Checkpoints and weights are always loaded with ``weights_only=True``.
 """
 import contextlib
 import errno
-import functools
 import glob
 import json
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
