@@ -31,7 +31,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from augment import CROP_ASPECT, CROP_PADDING, IMAGE_SIZE, AugmentConfig, Augmenter, ItemAugment
-from fileio import WriteError, save_checkpoint
+from fileio import WriteError, held_lock, save_checkpoint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
@@ -332,6 +332,25 @@ def drop_unreadable(dataset, workers=None, strict=False, progress=True):
     return dataset
 
 
+class _CacheBusy(RuntimeError):
+    pass
+
+
+def _write_cache(cache_path, content):
+    """Write a decode cache holding its lock, under which the temporary files of a write killed earlier are
+    swept; when another process is writing the same cache, leave it to that one. The cache only saves time:
+    a failed write is a warning and training goes on without it."""
+    try:
+        with held_lock(cache_path.with_name(f".{cache_path.name}.lock"), _CacheBusy):
+            for stale in cache_path.parent.glob(f".{cache_path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            save_checkpoint(cache_path, content)
+    except _CacheBusy as holder:
+        print(f"note: {cache_path} is being written by another process ({holder}); not writing it again")
+    except WriteError as error:
+        print(f"warning: could not write the decode cache: {error.problem}; continuing without it")
+
+
 def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, progress=True):
     """Decode every image of a FacesDataset once into a DecodedFaces (uint8, CPU).
 
@@ -368,10 +387,7 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
     files = [dataset.files[i] for i in kept]
     if cache_path is not None:
         relative = [str(f.relative_to(dataset.root_path)) for f in files]
-        try:
-            save_checkpoint(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
-        except WriteError as error:  # the cache only saves time: training goes on without it
-            print(f"warning: could not write the decode cache: {error.problem}; continuing without it")
+        _write_cache(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
     decoded = DecodedFaces(images, labels, files, dataset.root_path)
     decoded.pixel_digest = _pixel_digest(image.numpy() for image in images)
     return decoded

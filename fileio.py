@@ -132,7 +132,8 @@ def _resolved(path):
 
 def _input_paths(item):
     """The resolved paths an input names: itself (or a glob's matches) and, inside a folder, every symbolic
-    link's target (a linked file is as much an input as the folder; a link loop is reported)."""
+    link's target (a linked file is as much an input as the folder). A named input that is a link loop is
+    reported; a loop inside a folder names no file and is passed over, as training passes over it."""
     matches = sorted(glob.glob(str(item), recursive=True)) if glob.has_magic(str(item)) else [item]
     found, seen = [], set()
     pending = [_resolved(match) for match in matches]
@@ -147,7 +148,10 @@ def _input_paths(item):
                 for name in subfolders + files:
                     entry = Path(folder) / name
                     if entry.is_symlink():
-                        pending.append(_resolved(entry))
+                        try:
+                            pending.append(_resolved(entry))
+                        except SymlinkLoopError:
+                            pass
     return found
 
 
@@ -159,9 +163,12 @@ def output_problem(path, inputs=(), folder=False):
     path = Path(path)
     target = _resolved(path)
     for item in inputs:
+        named = _resolved(item) if not glob.has_magic(str(item)) else None
         for found in _input_paths(item):
             if target == found:
-                return f"is this command's input {item}, which would be overwritten; choose another path"
+                what = f"this command's input {item}" if found == named else \
+                    f"{found}, an input of this command (through {item})"
+                return f"is {what}, which would be overwritten; choose another path"
             if found.is_dir() and found in target.parents:
                 return f"lies inside the input folder {item}, which must stay as it is; choose a path outside it"
             if target in found.parents:

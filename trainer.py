@@ -352,6 +352,8 @@ class Trainer:
         may not be, and it would disagree with the JSON's best_epoch unnoticed."""
         best_path = self.run_files.best_path
         if not best_path.exists():
+            print(f"warning: {best_path} (the best checkpoint, epoch {self.best['epoch']}) is missing; it is written "
+                  "again when an epoch beats that one")
             return
         try:
             best_epoch = load_checkpoint(best_path, required_keys=("epoch",),

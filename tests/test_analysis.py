@@ -20,7 +20,8 @@ import saliency_map
 from explanation_scores import explain_dataset, load_mask, score_map
 from faces_dataset import DatasetError, FacesDataset, item_transform, load_image
 from metrics import equal_error_rate
-from models import SimpleNet, load_trained_model, operating_threshold
+from models import SimpleNet, load_trained_model
+from runs import operating_threshold
 
 
 def run_flags(tiny_run, figures_dir):

@@ -55,25 +55,25 @@ def test_the_threshold_is_chosen_on_validation(predictions):
     assert row["val_auc"] == 1.0 and row["test_accuracy"] == 1.0 and row["test_balanced_accuracy"] == 1.0
 
 
-def test_bad_predictions_exit_2_naming_the_file_and_the_fix(predictions, capsys):
+def test_bad_predictions_exit_1_naming_the_file_and_the_fix(predictions, capsys):
     folder, labels, _ = predictions
-    assert ensemble_table.main([str(folder), "a", "missing"]) == 2
+    assert ensemble_table.main([str(folder), "a", "missing"]) == 1
     assert "missing_val.csv: not found; write it with predict.py" in capsys.readouterr().err
     write_predictions(folder / "short_val.csv", np.full(20, 0.5), labels[:20])
     write_predictions(folder / "short_test.csv", np.full(20, 0.5), labels[:20])
-    assert ensemble_table.main([str(folder), "a", "short"]) == 2
+    assert ensemble_table.main([str(folder), "a", "short"]) == 1
     assert "short_val.csv: scores other images than a_val.csv" in capsys.readouterr().err
     write_predictions(folder / "broken_val.csv", np.full(40, 0.5), labels, error="cannot read")
-    assert ensemble_table.main([str(folder), "broken"]) == 2
+    assert ensemble_table.main([str(folder), "broken"]) == 1
     assert "broken_val.csv: 40 images were not scored" in capsys.readouterr().err
     (folder / "flat_val.csv").write_text("file,fake_probability,error\nphotos/1.jpg,0.3,\n")
-    assert ensemble_table.main([str(folder), "flat"]) == 2
+    assert ensemble_table.main([str(folder), "flat"]) == 1
     assert "flat_val.csv: photos/1.jpg is not in a real/ or fake/ folder" in capsys.readouterr().err
     for name, text, message in (("columns", "path,score\nfake/1.jpg,0.3\n", "no fake_probability or file column"),
                                 ("empty", "file,fake_probability,error\n", "holds no predictions"),
                                 ("text", "file,fake_probability,error\nfake/1.jpg,high,\n", "fake_probability 'high' of fake/1.jpg is not a number")):
         (folder / f"{name}_val.csv").write_text(text)
-        assert ensemble_table.main([str(folder), name]) == 2
+        assert ensemble_table.main([str(folder), name]) == 1
         assert f"{name}_val.csv: {message}" in capsys.readouterr().err
 
 

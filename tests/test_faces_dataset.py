@@ -1,4 +1,8 @@
+import json
 import shutil
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -346,3 +350,24 @@ def test_dataset_statistics_are_the_same_on_both_paths(tiny_fakes):
     pixels = decoded.images.double() / 255
     assert mean == pytest.approx(pixels.mean((0, 2, 3)).tolist(), abs=1e-4)
     assert std == pytest.approx(pixels.std((0, 2, 3)).tolist(), abs=1e-3)
+
+
+def test_a_killed_cache_writes_temporary_file_is_swept_by_the_next_write_under_its_lock(tiny_fakes, tmp_path, capsys):
+    dataset = FacesDataset(tiny_fakes / "val")
+    decode_dataset(dataset, tmp_path, progress=False)
+    [cache] = tmp_path.glob("*.pt")
+    cache.unlink()
+    left = tmp_path / f".{cache.name}.killed.tmp"  # a write killed half-way
+    left.write_bytes(b"half a cache")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = tmp_path / f".{cache.name}.lock"
+    try:
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
+        decoded = decode_dataset(dataset, tmp_path, progress=False)  # another process is writing it: left alone
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(decoded) == len(dataset) and left.exists() and not cache.exists()
+    assert f"note: {cache} is being written by another process (pid {holder.pid}" in capsys.readouterr().out
+    decode_dataset(dataset, tmp_path, progress=False)  # the holder is gone: its lock is stale
+    assert cache.is_file() and not left.exists() and not lock.exists()

@@ -247,14 +247,14 @@ def test_cam_without_grad_cam_says_what_to_install(tiny_run, images, tmp_path, m
 def test_bad_checkpoint_is_one_line_error(images, tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     code, output = run_cli(capsys, tmp_path / "bad.pt", images)
-    assert code == 2
+    assert code == 1
     assert output.err.strip().startswith("error:") and "bad.pt" in output.err and len(output.err.strip().splitlines()) == 1
 
 
 def test_bad_ensemble_member_is_one_line_error(tiny_run, images, tmp_path, capsys):
     (tmp_path / "member.pt").write_bytes(b"not a checkpoint")
     code, output = run_cli(capsys, tiny_run["best"], images, "--ensemble", tmp_path / "member.pt", "--csv", tmp_path / "out.csv")
-    assert code == 2 and not (tmp_path / "out.csv").exists()
+    assert code == 1 and not (tmp_path / "out.csv").exists()
     assert output.err.strip().startswith("error:") and "member.pt" in output.err and len(output.err.strip().splitlines()) == 1
 
 
@@ -268,3 +268,22 @@ def test_a_full_disk_under_the_csv_is_one_line_and_keeps_the_earlier_csv(tiny_ru
                           "free some space and run the command again\n")
     assert (folder / "out.csv").read_text() == "an earlier CSV\n"
     assert sorted(p.name for p in folder.iterdir()) == ["filler", "out.csv"]
+
+
+def test_every_script_refuses_an_odd_checkpoint_with_the_same_line(tiny_run, images, tmp_path, capsys):
+    import numerical_analysis
+    import report
+    checkpoint = torch.load(tiny_run["best"], weights_only=True)
+    checkpoint["threshold"] = float("nan")  # once called every image real, exit code 0
+    broken = tmp_path / "ck" / tiny_run["best"].name
+    broken.parent.mkdir()
+    torch.save(checkpoint, broken)
+    expected = (f"error: {broken}: its 'threshold' is nan, not a number in [0, 1] (or null); pass a .pt file "
+                "written by train_main.py (train a model first)")
+    code, output = run_cli(capsys, broken, images)
+    assert code == 1 and output.err.strip().splitlines() == [expected] and not output.out
+    run_flags = ["-d", str(tiny_run["dataset"]), "-o", "Adam", "--out-dir", str(tiny_run["out_dir"]),
+                 "--checkpoint-dir", str(broken.parent), "--device", "cpu", "--figures-dir", str(tmp_path / "figures")]
+    for main in (numerical_analysis.main, report.main):
+        assert main(run_flags) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [expected]

@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -199,12 +200,12 @@ def test_an_output_path_that_is_an_input_is_refused_and_the_input_kept(tiny_run,
     run_json, checkpoint = tiny_run["json"], tiny_run["best"]
     before = run_json.read_bytes(), checkpoint.read_bytes()
     error = expect_exit_2(results_table.main, [run_json, "-o", run_json], capsys)
-    assert f"-o {run_json}: is one of this command's inputs" in error
+    assert f"--output {run_json}: is this command's input {run_json}, which would be overwritten" in error
     error = expect_exit_2(predict.main, [checkpoint, tiny_run["dataset"] / "test", "--csv", checkpoint], capsys)
-    assert f"--csv {checkpoint}: is one of this command's inputs" in error
+    assert f"--csv {checkpoint}: is this command's input {checkpoint}, which would be overwritten" in error
     (tmp_path / "r_val.csv").touch()
     error = expect_exit_2(ensemble_table.main, [tmp_path, "r", "-o", tmp_path / "r_val.csv"], capsys)
-    assert "r_val.csv: is one of this command's inputs" in error
+    assert "r_val.csv: is this command's input" in error
     assert (run_json.read_bytes(), checkpoint.read_bytes()) == before
 
 
@@ -257,9 +258,9 @@ def test_ctrl_c_during_training_is_one_line_saying_what_to_run(tiny_fakes, tmp_p
         assert train(tiny_fakes, tmp_path) == 0  # the run --overwrite replaces
     real_run = train_main.Trainer.run
 
-    def interrupted(self, epochs, logging_parameters, resume=False):
+    def interrupted(self, epochs=None, resume=False):
         if saved:
-            real_run(self, epochs, logging_parameters, resume)
+            real_run(self, epochs, resume)
         raise KeyboardInterrupt
     monkeypatch.setattr(train_main.Trainer, "run", interrupted)
     assert train(tiny_fakes, tmp_path, *(["--overwrite"] if overwrite else [])) == 130
@@ -268,9 +269,9 @@ def test_ctrl_c_during_training_is_one_line_saying_what_to_run(tiny_fakes, tmp_p
 
 def test_a_dataset_given_as_dot_names_the_run_after_its_folder(tiny_fakes, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_fakes)
-    _, logging_parameters = train_main.parse_args(["-d", ".", "--out-dir", str(tmp_path / "out"),
-                                                   "--checkpoint-dir", str(tmp_path / "ck")])
-    assert logging_parameters.run_name == "tiny_fakes_SimpleNet_AdamW"
+    _, _, run = train_main.parse_args(["-d", ".", "--out-dir", str(tmp_path / "out"),
+                                       "--checkpoint-dir", str(tmp_path / "ck")])
+    assert run.name == "tiny_fakes_SimpleNet_AdamW"
 
 
 def test_a_build_from_a_folder_without_photos_or_videos_is_refused_before_writing(tmp_path, capsys):
@@ -282,3 +283,92 @@ def test_a_build_from_a_folder_without_photos_or_videos_is_refused_before_writin
                                                      "-o", tmp_path / "built"], capsys)
     assert f"--real {tmp_path / 'real'}: no photos or videos found" in error
     assert not (tmp_path / "built").exists()
+
+
+@pytest.fixture
+def photos(tiny_fakes, tmp_path):
+    """imgs/: 3 real test images; a link inside it to a photo kept elsewhere (elsewhere/linked.png)."""
+    folder, elsewhere = tmp_path / "imgs", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    for path in sorted((tiny_fakes / "test" / "real").iterdir())[:3]:
+        shutil.copy(path, folder / path.name)
+    shutil.copy(sorted((tiny_fakes / "test" / "fake").iterdir())[0], elsewhere / "linked.png")
+    (folder / "link.png").symlink_to(elsewhere / "linked.png")
+    return folder
+
+
+def folder_bytes(*folders):
+    return {path: path.read_bytes() for folder in folders for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+def test_predict_never_writes_over_an_image_it_reads(tiny_run, photos, tmp_path, capsys):
+    import predict
+    before = folder_bytes(photos, tmp_path / "elsewhere")
+    image = sorted(photos.glob("*.png"))[0]
+    for flag, output, inputs, expected in (
+            ("--csv", image, [photos], f"lies inside the input folder {photos}"),  # a file found in a folder
+            ("--json", image, [photos / "*.png"],
+             f"is {image}, an input of this command (through {photos / '*.png'}), which would be overwritten"),
+            ("--csv", tmp_path / "elsewhere" / "linked.png", [photos],  # through a link in the folder
+             f"is {tmp_path / 'elsewhere' / 'linked.png'}, an input of this command (through {photos})"),
+            ("--cam", photos / "cams", [photos], f"lies inside the input folder {photos}"),
+            ("--cam", tmp_path, [photos], f"contains this command's input {photos}")):
+        error = expect_exit_2(predict.main, [tiny_run["best"], *inputs, flag, output], capsys)
+        assert f"{flag} {output}: {expected}" in error
+    error = expect_exit_2(predict.main, [tiny_run["best"], photos, "--csv", tmp_path / "r.out", "--json",
+                                         tmp_path / "r.out"], capsys)
+    assert f"--json {tmp_path / 'r.out'}: is also --csv's output; give each output its own path" in error
+    assert folder_bytes(photos, tmp_path / "elsewhere") == before and not (photos / "cams").exists()
+
+
+def test_a_symlink_loop_as_an_output_or_input_is_reported_as_a_loop(tiny_run, photos, tmp_path, capsys):
+    import predict
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    error = expect_exit_2(predict.main, [tiny_run["best"], photos, "--csv", loop], capsys)
+    assert error.endswith(f"--csv {loop}: cannot be checked: {loop}: a symbolic link loop; fix or remove the link")
+    error = expect_exit_2(predict.main, [tiny_run["best"], loop, "--csv", tmp_path / "ok.csv"], capsys)
+    assert f"{loop}: a symbolic link loop" in error
+
+
+def test_a_build_never_writes_into_or_over_its_sources(photos, tmp_path, capsys):
+    import build_faces_dataset as build
+    real, fake = tmp_path / "r" / "real", tmp_path / "r" / "fake"
+    shutil.copytree(photos, real, symlinks=True)
+    shutil.copytree(photos, fake, symlinks=True)
+    before = folder_bytes(tmp_path / "r")
+    for output, expected in ((fake, f"is this command's input {fake}"), (real / "out", f"lies inside the input folder {real}"),
+                             (tmp_path / "r", f"contains this command's input {real}")):
+        for extra in ([], ["--overwrite"]):
+            error = expect_exit_2(build.main, ["--real", real, "--fake", fake, "-o", output, *extra], capsys)
+            assert f"--output {output}: {expected}" in error
+    assert folder_bytes(tmp_path / "r") == before
+
+
+def test_overwrite_deletes_only_what_the_earlier_build_made(photos, tmp_path, capsys):
+    import build_faces_dataset as build
+    out = tmp_path / "mine"
+    (out / "train" / "real").mkdir(parents=True)
+    (out / "train" / "real" / "holiday.jpg").write_bytes(b"a user's photo")
+    error = expect_exit_2(build.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
+                                       "--overwrite"], capsys)
+    assert f"--output {out}: its split folders are not listed by a manifest.csv of build_faces_dataset.py" in error
+    (out / "manifest.csv").write_text(",".join(build.MANIFEST_FIELDS) + "\n")
+    error = expect_exit_2(build.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
+                                       "--overwrite"], capsys)
+    assert f"{out / 'train' / 'real' / 'holiday.jpg'} was not made by the earlier build" in error
+    assert "nothing was deleted" in error
+    assert (out / "train" / "real" / "holiday.jpg").read_bytes() == b"a user's photo"
+
+
+def test_training_and_analysis_outputs_may_not_go_into_the_dataset_splits(tiny_run, tmp_path, capsys):
+    import report
+    dataset = tiny_run["dataset"]
+    for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir"):
+        error = expect_exit_2(train_main.main, ["-d", dataset, "--device", "cpu", flag, dataset / "train" / "x"], capsys)
+        assert f"{flag} {dataset / 'train' / 'x'}: lies inside the input folder {dataset / 'train'}" in error
+    error = expect_exit_2(report.main, ["-d", dataset, "-o", "Adam", "--out-dir", tiny_run["out_dir"],
+                                        "--checkpoint-dir", tiny_run["checkpoint_dir"], "--device", "cpu",
+                                        "--figures-dir", dataset / "test"], capsys)
+    assert f"--figures-dir {dataset / 'test'}: is this command's input {dataset / 'test'}" in error

@@ -32,7 +32,7 @@ def test_results_table_refuses_a_file_that_is_not_a_run(tiny_run, tmp_path, caps
     (tmp_path / "bench.json").write_text('{"rows": []}')
     for path, message in ((tmp_path / "missing.json", "missing.json: not a run JSON written by train_main.py"),
                           (tmp_path / "bench.json", "bench.json: not a run JSON written by train_main.py (no 'best_epoch' key)")):
-        assert results_table.main([str(tiny_run["json"]), str(path)]) == 2
+        assert results_table.main([str(tiny_run["json"]), str(path)]) == 1
         assert message in capsys.readouterr().err
 
 

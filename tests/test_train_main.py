@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from PIL import Image
 
 import train_main
 from augment import AugmentConfig, CROP_PADDING
@@ -143,7 +144,7 @@ def test_resume_refuses_other_data_and_records_what_it_changed(tiny_fakes, tmp_p
     assert train_main.main(["-d", str(tiny_fakes), *common]) == 0
     capsys.readouterr()
     assert train_main.main(["-d", str(other), *common, "--resume"]) == 1
-    assert "holds a run with data whose file names, labels and sizes digest to" in capsys.readouterr().err
+    assert "holds a run with data whose file names, labels, sizes and pixels digest to" in capsys.readouterr().err
     assert train_main.main(["-d", str(moved), *common, "--resume", "--workers", "1"]) == 0
     history = json.loads((tmp_path / "out" / "tiny_fakes_SimpleNet_AdamW.json").read_text())
     [resume] = history["resumes"]
@@ -390,3 +391,70 @@ def test_patch_names_the_architecture_cannot_build_exit_2_with_the_fix(tiny_fake
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("path_flags", [[], ["--no-cache"]])
+def test_resume_refuses_changed_pixels_with_the_same_file_sizes(tiny_fakes, tmp_path, capsys, path_flags):
+    bitmaps = tmp_path / "bitmaps"  # uncompressed: every image file has the same size
+    for path in sorted(tiny_fakes.glob("*/*/*.png")):
+        if path.parent.name in ("real", "fake"):
+            target = bitmaps / path.relative_to(tiny_fakes).with_suffix(".bmp")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.open(path).convert("RGB").save(target)
+    common = ["-d", str(bitmaps), "-e", "2", "-b", "8", "--device", "cpu", "--normalization", "symmetric",
+              "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+              "--cache-dir", str(tmp_path / "cache"), *path_flags]
+    assert train_main.main(common + ["-e", "1"]) == 0
+    first, second = sorted((bitmaps / "train" / "real").iterdir())[:2]
+    contents = first.read_bytes(), second.read_bytes()
+    first.write_bytes(contents[1])  # the same names, labels and sizes; other pixels
+    second.write_bytes(contents[0])
+    capsys.readouterr()
+    assert train_main.main(common + ["--resume"]) == 1
+    assert "holds a run with data whose file names, labels, sizes and pixels digest to" in capsys.readouterr().err
+    first.write_bytes(contents[0])
+    second.write_bytes(contents[1])
+    assert train_main.main(common + ["--resume"]) == 0
+
+
+def test_run_names_share_one_out_dir_and_the_analysis_reads_them(tiny_fakes, tmp_path, capsys):
+    import plot_accuracy_and_loss
+    import predict
+    common = ["-d", str(tiny_fakes), "-e", "1", "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+              "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")]
+    for seed in (0, 1):
+        assert train_main.main(common + ["--seed", str(seed), "--run-name", f"tiny_s{seed}"]) == 0
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["tiny_s0.json", "tiny_s1.json"]
+    assert sorted(path.name for path in (tmp_path / "ck").iterdir()) == [
+        "tiny_s0.pt", "tiny_s0_last.pt", "tiny_s1.pt", "tiny_s1_last.pt"]
+    runs = [json.loads((tmp_path / "out" / f"tiny_s{seed}.json").read_text()) for seed in (0, 1)]
+    assert [run["run_name"] for run in runs] == ["tiny_s0", "tiny_s1"] and runs[0]["train_loss"] != runs[1]["train_loss"]
+    assert plot_accuracy_and_loss.main(["-d", str(tiny_fakes), "--run-name", "tiny_s1", "--out-dir", str(tmp_path / "out"),
+                                        "--figures-dir", str(tmp_path / "figures")]) == 0
+    assert (tmp_path / "figures" / "tiny_s1_losses_plot.png").is_file()
+    assert predict.main([str(tmp_path / "ck" / "tiny_s1.pt"), str(tiny_fakes / "test"), "--device", "cpu",
+                         "--no-progress"]) == 0
+    capsys.readouterr()
+    assert plot_accuracy_and_loss.main(["-d", str(tiny_fakes), "--run-name", "tiny_s2", "--out-dir",
+                                        str(tmp_path / "out"), "--figures-dir", str(tmp_path / "figures")]) == 1
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'out' / 'tiny_s2.json'}: not found; train the run first: python train_main.py" in error
+    assert "--run-name tiny_s2" in error
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(common + ["--run-name", "../escape"])
+    assert exit_info.value.code == 2
+    assert "--run-name '../escape': use letters, digits and . _ - @ + = only" in capsys.readouterr().err
+
+
+def test_resume_with_the_best_checkpoint_deleted_says_so_and_names_no_missing_file(tiny_fakes, tmp_path, capsys):
+    common = ["-d", str(tiny_fakes), "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+              "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache"), "--lr", "1e-9"]
+    assert train_main.main(common + ["-e", "1"]) == 0
+    best = tmp_path / "ck" / "tiny_fakes_SimpleNet_AdamW.pt"
+    best.unlink()
+    capsys.readouterr()
+    assert train_main.main(common + ["-e", "2", "--resume"]) == 0
+    output = capsys.readouterr().out
+    assert f"warning: {best} (the best checkpoint, epoch 1) is missing; it is written again" in output
+    assert not best.exists()  # epoch 2 ranks the images as epoch 1 did (lr 1e-9): a tie keeps epoch 1
+    assert f"best checkpoint: none ({best} is missing" in output
