@@ -258,7 +258,7 @@ def parse_args(argv=None):
         parser.error(f"--ratios {' '.join(map(str, args.ratios))}: need three shares >= 0 summing to 1, train > 0")
     if args.enlarge < 1:
         parser.error(f"--enlarge must be >= 1 (got {args.enlarge})")
-    check_output_path(parser, "--output", args.output, [args.real, args.fake], folder=True)
+    check_output_path(parser, "--output", args.output, [args.real, args.fake], folder=True, whole=True)
     out = Path(args.output)
     earlier = [out / name for name in (*SPLITS, "manifest.csv", STAGING, NEW_BUILD) if (out / name).exists()]
     if earlier and not args.overwrite:

@@ -155,11 +155,12 @@ def _input_paths(item):
     return found
 
 
-def output_problem(path, inputs=(), folder=False):
+def output_problem(path, inputs=(), folder=False, whole=False):
     """Why ``path`` cannot take a command's output (one phrase), or None: it is one of the ``inputs``
     (files, folders or glob patterns; the files and links inside folders count), lies inside an input
-    folder or contains an input, is a folder where a file is meant (or the reverse), or its folder
-    cannot be created. Checked without creating anything, so a command fails before its work."""
+    folder or, for an output folder the command fills ``whole`` (and may clear), contains an input; it is
+    a folder where a file is meant (or the reverse), or its folder cannot be created. Checked without
+    creating anything, so a command fails before its work."""
     path = Path(path)
     target = _resolved(path)
     for item in inputs:
@@ -171,7 +172,7 @@ def output_problem(path, inputs=(), folder=False):
                 return f"is {what}, which would be overwritten; choose another path"
             if found.is_dir() and found in target.parents:
                 return f"lies inside the input folder {item}, which must stay as it is; choose a path outside it"
-            if target in found.parents:
+            if whole and target in found.parents:
                 return f"contains this command's input {item}, which must stay as it is; choose another path"
     if folder and path.exists() and not path.is_dir():
         return "is a file; give a folder"
@@ -187,12 +188,12 @@ def output_problem(path, inputs=(), folder=False):
     return None
 
 
-def check_output_path(parser, flag, path, inputs=(), folder=False):
+def check_output_path(parser, flag, path, inputs=(), folder=False, whole=False):
     """``parser.error`` (exit 2) naming ``flag`` when ``path`` cannot take the output (``output_problem``)."""
     if path is None:
         return
     try:
-        problem = output_problem(path, inputs, folder)
+        problem = output_problem(path, inputs, folder, whole)
     except SymlinkLoopError as error:
         problem = f"cannot be checked: {error}"
     if problem:
