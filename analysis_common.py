@@ -54,7 +54,8 @@ def parse_args(parser, argv):
     if hasattr(args, "device"):
         args.device = resolve_device(args.device, parser)
     args.run = check_run_flags(parser, args)
-    datasets = [args.dataset] + ([args.eval_dataset] if getattr(args, "eval_dataset", None) else [])
+    datasets = [args.dataset, *getattr(args, "eval_datasets", [])] + (
+        [args.eval_dataset] if getattr(args, "eval_dataset", None) else [])
     inputs = [args.run.json_path, args.run.best_path] + [
         folder / split for name in datasets if (folder := find_dataset(name, args.data_root))
         for split in SPLITS]
