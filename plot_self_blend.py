@@ -88,7 +88,7 @@ def main(argv=None):
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="split to draw from (default: train)")
     parser.add_argument("--count", type=int, default=6, help="real images to show (default: 6)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the images drawn and their pseudo-fakes (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the images and pseudo-fakes (default: 0)")
     parser.add_argument("--landmarks", help="JSON file of face landmarks (see above); default: ellipse masks")
     parser.add_argument("--mask", choices=MASK_MODES,
                         help="mask kind (default: hull-or-ellipse with --landmarks, else ellipse)")

@@ -70,6 +70,7 @@ ELLIPSE_CENTRE = ((0.5, 0.02), (0.58, 0.02))  # (mean, +-) fraction of the width
 ELLIPSE_RADII = ((0.25, 0.33), (0.28, 0.36))  # (low, high) fraction of the width, of the height
 JPEG_QUALITY = (40, 100)
 MASK_GRID_FACTOR = 4  # the mask is computed on a grid this many times coarser, then upsampled
+CPU_CHUNK = 16  # images blended at a time on the CPU: a chunk's float copies stay in the caches
 HULL_DIRECTIONS = 32  # half-planes approximating a hull: at most 0.5% of its radius too large
 
 
@@ -130,8 +131,12 @@ def _sharpen_or_downscale(images, params):
     for factor in DOWNSCALE_FACTORS:
         chosen = (params["downscale"] == factor).nonzero().flatten()
         if len(chosen):
-            small = images[chosen][..., ::factor, ::factor]
-            images[chosen] = F.interpolate(small, size=images.shape[2:], mode="bilinear", align_corners=False)
+            # in whole grey levels, as SBI's uint8 images; uint8 resizing is 10x faster on the CPU
+            small = images[chosen][..., ::factor, ::factor].round()
+            if images.device.type == "cpu":
+                small = small.to(torch.uint8)
+            resized = F.interpolate(small, size=images.shape[2:], mode="bilinear", align_corners=False)
+            images[chosen] = resized.float() if images.device.type == "cpu" else resized.round()
     return images
 
 
@@ -221,8 +226,8 @@ class SelfBlender:
         params["contrast"] = _uniform(*CONTRAST, count, generator)
         sharpened = torch.rand(count, generator=generator) < 0.5
         params["sharpen"] = _uniform(*SHARPEN_AMOUNT, count, generator) * sharpened
-        factors = torch.tensor(DOWNSCALE_FACTORS)[torch.randint(0, len(DOWNSCALE_FACTORS), (count,), generator=generator)]
-        params["downscale"] = torch.where(sharpened, 0, factors)
+        factors = torch.randint(0, len(DOWNSCALE_FACTORS), (count,), generator=generator)
+        params["downscale"] = torch.where(sharpened, 0, torch.tensor(DOWNSCALE_FACTORS)[factors])
         params["translate"] = torch.stack([_uniform(-limit, limit, count, generator) for limit in TRANSLATE])
         params["scale"] = torch.exp(_uniform(math.log(SCALE[0]), math.log(SCALE[1]), count, generator))
         params["elastic"] = torch.randn((2, ELASTIC_GRID, ELASTIC_GRID, count), generator=generator)
@@ -258,6 +263,11 @@ class SelfBlender:
         not ``made`` is returned unchanged with an all-zero mask."""
         count, _, height, width = images.shape
         device = images.device
+        if device.type == "cpu" and count > CPU_CHUNK:  # the same results (per image), 2-3x faster
+            chunks = [slice(start, start + CPU_CHUNK) for start in range(0, count, CPU_CHUNK)]
+            parts = [self(images[chunk], None if landmarks is None else landmarks[chunk],
+                          self.select(params, chunk.start, chunk.stop)) for chunk in chunks]
+            return tuple(torch.cat(part) for part in zip(*parts))
         if landmarks is not None:
             landmarks = torch.as_tensor(landmarks, dtype=torch.float32).to(device)
             has_landmarks = ~landmarks.isnan().flatten(1).any(1)
