@@ -114,28 +114,24 @@ def _colour_transform(images, params):
 
 
 def _sharpen_or_downscale(images, params):
-    """``images`` (float, changed in place) with the chosen ones sharpened (unsharp mask, 3x3
-    box, each image's amount; the one-pixel border is kept) and the others downscaled 2x or 4x
-    (nearest) and back (bilinear)."""
-    chosen = params["sharpen"].nonzero().flatten()
-    if len(chosen):
-        count, (_, height, width) = len(chosen), images.shape[1:]
-        amount = params["sharpen"][chosen].view(-1, 1, 1, 1)
-        # x + amount * (x - box3(x)) as one 3x3 kernel per image, one depthwise convolution for all
-        kernels = (-amount / 9).expand(count, 3, 3, 3).clone()
-        kernels[:, :, 1, 1] += 1 + amount.view(-1, 1)
-        sharpened = images[chosen]
-        inner = F.conv2d(sharpened.view(1, -1, height, width), kernels.view(-1, 1, 3, 3), groups=3 * count)
-        sharpened[..., 1:-1, 1:-1] = inner.view(count, 3, height - 2, width - 2).clamp_(0, 255)
-        images[chosen] = sharpened
+    """``images`` (float, changed in place) sharpened by each one's amount (unsharp mask, 3x3 box;
+    amount 0 leaves an image as it is; the one-pixel border is kept), then those chosen
+    downscaled 2x or 4x (nearest) and back (bilinear)."""
+    count, _, height, width = images.shape
+    amount = params["sharpen"].view(-1, 1, 1, 1)
+    # x + amount * (x - box3(x)) as one 3x3 kernel per image, one depthwise convolution for the batch
+    kernels = (-amount / 9).expand(count, 3, 3, 3).clone()
+    kernels[:, :, 1, 1] += 1 + amount.view(-1, 1)
+    inner = F.conv2d(images.view(1, -1, height, width), kernels.view(-1, 1, 3, 3), groups=3 * count)
+    images[..., 1:-1, 1:-1] = inner.view(count, 3, height - 2, width - 2).clamp_(0, 255)
     for factor in DOWNSCALE_FACTORS:
         chosen = (params["downscale"] == factor).nonzero().flatten()
         if len(chosen):
             # in whole grey levels, as SBI's uint8 images; uint8 resizing is 10x faster on the CPU
-            small = images[chosen][..., ::factor, ::factor].round()
+            small = images[chosen, :, ::factor, ::factor].round()
             if images.device.type == "cpu":
                 small = small.to(torch.uint8)
-            resized = F.interpolate(small, size=images.shape[2:], mode="bilinear", align_corners=False)
+            resized = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
             images[chosen] = resized.float() if images.device.type == "cpu" else resized.round()
     return images
 
