@@ -25,7 +25,7 @@ Per image, following the paper and its public code:
   downscaled 2x or 4x (nearest) and back (bilinear).
 * source geometry: translated (+-3% across, +-1.5% down) and scaled (0.95-1/0.95) about the
   image centre; the mask moves with it.
-* mask shape: elastic deformation (a smooth random displacement field, 2 px standard deviation
+* mask shape: elastic deformation (a smooth random displacement field, 1.5 px standard deviation
   at 256 pixels), eroded by 1-8% of the side (never to nothing) and feathered over 3-15% (up to
   1.33x wider along one axis: SBI blurs the mask at a random size of 192-256 pixels per axis),
   scaled to a maximum of the blend ratio, drawn from {0.25, 0.5, 0.75, 1, 1, 1}.
@@ -61,7 +61,7 @@ DOWNSCALE_FACTORS = (2, 4)
 TRANSLATE = (0.03, 0.015)  # fraction of the width, of the height
 SCALE = (0.95, 1 / 0.95)
 ELASTIC_GRID = 12  # control points per side of the displacement field
-ELASTIC_STD = 2 / 256  # fraction of the side
+ELASTIC_STD = 1.5 / 256  # fraction of the side
 EROSION = (0.01, 0.08)  # fraction of the side
 FEATHER = (0.03, 0.15)  # fraction of the side
 STRETCH = (0.75, 1.0)  # distances along an axis scaled by this: feather and erosion up to 1.33x wider
