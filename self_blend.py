@@ -12,6 +12,15 @@ last), so the same seed gives the same pseudo-fakes on any device and a batch gi
 images give one by one. Landmarks are (x, y) pixel coordinates of the images as they are
 blended (pixel (0, 0)'s centre at (0, 0), as dlib gives them): self-blend before cropping.
 
+In a training batch loop (uint8 ``images`` and ``labels`` on the device, ``landmarks`` B x 68 x 2)::
+
+    blender = SelfBlender(SelfBlendConfig(mask="hull-or-ellipse"))
+    chosen = ((labels == 0) & (torch.rand(len(labels), generator=generator) < probability).to(labels.device))
+    chosen = chosen.nonzero().flatten()
+    params = blender.to(blender.draw(len(chosen), generator), images.device)
+    fakes, masks, made = blender(images[chosen], landmarks[chosen], params)
+    images[chosen], labels[chosen] = fakes, made.long()
+
 Per image, following the paper and its public code:
 * mask: the convex hull of the face landmarks (``mask="hull"``) or an ellipse about the crop's
   centre (``"ellipse"``; ``"hull-or-ellipse"``: the ellipse for images without landmarks).
