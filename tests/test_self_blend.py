@@ -277,7 +277,9 @@ def test_plot_script_draws_hull_and_ellipse_pseudo_fakes(real_split, tmp_path, c
 
 
 @pytest.mark.parametrize("content, message", [(None, "cannot read the landmarks file"), ("{", "not valid JSON"),
-                                              ("[1, 2]", "not an object"), ('{"0.png": [[1, 2]]}', "at least 3")])
+                                              ("[1, 2]", "not an object"), ('{"0.png": [[1, 2]]}', "at least 3"),
+                                              (json.dumps({"0.png": [[1, 2]] * 3, "1.png": [[1, 2]] * 4}),
+                                               "different numbers of landmarks")])
 def test_plot_script_bad_landmarks_file_is_one_line(real_split, tmp_path, capsys, content, message):
     root, _ = real_split
     landmarks_file = tmp_path / "landmarks.json"
