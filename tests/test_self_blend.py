@@ -1,5 +1,7 @@
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,3 +292,29 @@ def test_plot_script_bad_landmarks_file_is_one_line(real_split, tmp_path, capsys
     error = capsys.readouterr().err
     assert message in error and str(landmarks_file) in error and error.count("\n") == 1
     assert not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("flags, message", [(["--count", "0"], "--count must be >= 1"),
+                                            (["--jpeg-prob", "2"], "--jpeg-prob must be in [0, 1]")])
+def test_plot_script_bad_arguments_exit_2(real_split, tmp_path, capsys, flags, message):
+    root, _ = real_split
+    with pytest.raises(SystemExit) as exit_info:
+        plot_self_blend.main(["-d", str(root), "--figures-dir", str(tmp_path / "figures")] + flags)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "figures").exists()
+
+
+def test_plot_script_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        plot_self_blend.main(["--help"])
+    assert exit_info.value.code == 0 and "--landmarks" in capsys.readouterr().out
+
+
+def test_bench_prints_a_table(capsys):
+    path = Path(__file__).parents[1] / "tools" / "bench_self_blend.py"  # tools/ is not a package
+    spec = importlib.util.spec_from_file_location("bench_self_blend", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--batches", "2", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "mask" not in line]
+    assert len(rows) == len(bench.CASES) and all(float(row.split("|")[4].replace(",", "")) > 0 for row in rows)
