@@ -8,8 +8,9 @@ fingerprint, and needs no fakes at all.
 
 As in augment.py, the op is batched on uint8 images (B x 3 x H x W, CPU or GPU) with per-image
 parameters drawn up front from a CPU ``torch.Generator`` (``SelfBlender.draw``, image index
-last), so the same seed gives the same pseudo-fakes on any device and a batch gives what its
-images give one by one. Landmarks are (x, y) pixel coordinates of the images as they are
+last), so the same seed gives the same parameters on any device (and, on the CPU, the same
+pseudo-fakes; a GPU's may differ from them by rounding) and a batch gives what its images give
+one by one. Landmarks are (x, y) pixel coordinates of the images as they are
 blended (pixel (0, 0)'s centre at (0, 0), as dlib gives them): self-blend before cropping.
 
 In a training batch loop (uint8 ``images`` and ``labels`` on the device, ``landmarks`` B x 68 x 2)::
@@ -43,7 +44,7 @@ Per image, following the paper and its public code:
   default: SBI compresses real and fake training images alike, which augment.py's ``jpeg_prob``
   does for the whole batch; compressing only the fakes would teach "compressed = fake").
 
-Only the source is changed in colour (SBI changes the source or, half the time, the target):
+Only the source is changed (SBI changes the source or, half the time, the target):
 so the pseudo-fake differs from its real image only inside the mask, and the mask is the exact
 manipulation mask. The mask's blur is computed in closed form: the distance to the hull's
 boundary (the hull as the intersection of 32 half-planes, one per direction, from its support
@@ -268,6 +269,9 @@ class SelfBlender:
         not ``made`` is returned unchanged with an all-zero mask."""
         count, _, height, width = images.shape
         device = images.device
+        if count == 0:  # a training batch with no image chosen
+            empty_masks = torch.zeros(0, 1, height, width, device=device)
+            return images.clone(), empty_masks, torch.zeros(0, dtype=torch.bool, device=device)
         if device.type == "cpu" and count > CPU_CHUNK:  # the same results (per image), 2-3x faster
             chunks = [slice(start, start + CPU_CHUNK) for start in range(0, count, CPU_CHUNK)]
             parts = [self(images[chunk], None if landmarks is None else landmarks[chunk],

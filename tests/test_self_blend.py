@@ -234,6 +234,12 @@ def test_jpeg_recompression_comes_after_blending(faces):
     assert torch.equal(kept[0], images[0])  # an image not blended is not compressed either
 
 
+def test_an_empty_batch_gives_empty_results():
+    fakes, masks, made = self_blend.self_blend(torch.zeros(0, 3, 256, 256, dtype=torch.uint8), None,
+                                               torch.Generator().manual_seed(0), mask="ellipse")
+    assert fakes.shape == (0, 3, 256, 256) and masks.shape == (0, 1, 256, 256) and made.shape == (0,)
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="mask must be one of"):
         SelfBlendConfig(mask="square")
