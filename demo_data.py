@@ -88,6 +88,37 @@ def render_face(person, size=SIZE):
     return np.clip(canvas, 0, 1)
 
 
+def _ellipse_points(cx, cy, rx, ry, angles):
+    return np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], 1)
+
+
+def face_landmarks(person):
+    """68 face landmarks (iBUG 300-W order, image-left first) of ``person`` as ``render_face`` draws
+    it, as a float32 68 x 2 array of (x, y) pixel coordinates (pixel (0, 0)'s centre at (0, 0), as
+    dlib gives them): jaw along the lower face outline from eye level, brows, nose, eyes and lips
+    where they are painted."""
+    cx, cy = person["face_center"]
+    rx, ry = person["face_radii"]
+    eye_y, eye_size = cy + person["eye_height"], person["eye_size"]
+    ear = np.arcsin(-person["eye_height"] / ry)  # the jaw starts at eye level
+    jaw = _ellipse_points(cx, cy, rx, ry, np.linspace(np.pi + ear, -ear, 17))
+    brows, eyes = [], []
+    for side in (-1, 1):
+        ex = cx + side * person["eye_spacing"]
+        spread = np.linspace(-1.8, 1.8, 5) * eye_size
+        brows.append(np.stack([ex + spread, eye_y - 1.8 * eye_size - 2 * np.cos(spread / (1.8 * eye_size))], 1))
+        # outer (left eye) or inner corner first, then the upper lid (y grows downwards), as iBUG orders them
+        eyes.append(_ellipse_points(ex, eye_y, 1.6 * eye_size, eye_size, np.pi + np.arange(6) * np.pi / 3))
+    length = person["nose_length"]
+    bridge = np.stack([np.full(4, cx), np.linspace(eye_y, cy + length, 4)], 1)
+    nostrils = np.stack([cx + np.linspace(-6, 6, 5), np.full(5, cy + 0.9 * length)], 1)
+    mouth_y, width = cy + person["mouth_height"], person["mouth_width"]
+    outer = _ellipse_points(cx, mouth_y, width, 5, np.pi + np.linspace(0, 2 * np.pi, 12, endpoint=False))
+    inner = _ellipse_points(cx, mouth_y, 0.8 * width, 2, np.pi + np.linspace(0, 2 * np.pi, 8, endpoint=False))
+    points = np.concatenate([jaw, *brows, bridge, nostrils, *eyes, outer, inner])
+    return (points - 0.5).astype(np.float32)  # render_face puts pixel centres at +0.5
+
+
 def camera(image, rng, strength=1.0):
     """Sensor noise and a slight optical blur, as a camera would add."""
     image = image + rng.normal(0, rng.uniform(0.008, 0.02) * strength, image.shape).astype(np.float32)
