@@ -210,6 +210,13 @@ class FacesDataset(Dataset):
         self._set_files(spaced(self.real_image_files), spaced(self.fake_image_files))
         return self
 
+    def keep_real_only(self):
+        """Drop the fake files (never read): for training on real images and their self-blended fakes."""
+        if not self.real_image_files:
+            raise DatasetError(f"{self.root_path / 'real'}: no images found; add real face images")
+        self._set_files(self.real_image_files, [])
+        return self
+
     def __len__(self):
         return len(self.files)
 
@@ -459,12 +466,18 @@ class CachedBatches:
     """Batches of a DecodedFaces on ``device``: shuffled (or drawn with ``sample_weights``),
     augmented (train) and normalized in bulk."""
 
-    def __init__(self, decoded, batch_size, device, normalizer, train, generator, augment=None, sample_weights=None):
+    def __init__(self, decoded, batch_size, device, normalizer, train, generator, augment=None, sample_weights=None,
+                 self_blend=None):
         self.decoded, self.batch_size, self.device = decoded, batch_size, torch.device(device)
         self.normalize, self.train, self.generator = normalizer, train, generator
         self.augmenter = Augmenter(augment or AugmentConfig())
-        self.sample_weights = sample_weights
+        self.sample_weights, self.self_blend = sample_weights, self_blend
         self.labels = decoded.labels.to(self.device)
+
+    def set_epoch(self, epoch):
+        """Draw the pseudo-fakes of ``epoch`` (self-blending depends on the epoch, not on the batches drawn)."""
+        if self.self_blend is not None:
+            self.self_blend.set_epoch(epoch)
 
     def __len__(self):
         return (len(self.decoded) + self.batch_size - 1) // self.batch_size
@@ -494,18 +507,24 @@ class CachedBatches:
                 batch = images[order[start:start + self.batch_size]].pin_memory().to(self.device, non_blocking=True)
             else:
                 batch = images[order[start:start + self.batch_size]]
+            labels = self.labels[index]
+            if self.train and self.self_blend is not None:  # before the crop: landmarks are in whole-image pixels
+                batch, labels = self.self_blend.apply(batch, order[start:start + self.batch_size], labels)
             if self.train:
                 batch = self.augmenter(batch, Augmenter.select(params, start, start + self.batch_size))
-            yield self.normalize(batch), self.labels[index]
+            yield self.normalize(batch), labels
 
 
 class ItemBatches:
     """Batches of a FacesDataset through a DataLoader with the per-item PIL transform."""
 
     def __init__(self, dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
-                 augment=None, sample_weights=None):
+                 augment=None, sample_weights=None, self_blend=None):
         dataset = copy.copy(dataset)
         dataset.transform = item_transform(mean, std, train, augment)
+        self.self_blend = self_blend
+        if train and self_blend is not None:
+            dataset = SelfBlendedItems(dataset, self_blend)
         sampler = None
         if train and sample_weights is not None:
             sampler = WeightedRandomSampler(sample_weights, len(dataset), replacement=True, generator=generator)
@@ -519,10 +538,50 @@ class ItemBatches:
     def __len__(self):
         return len(self.loader)
 
+    def set_epoch(self, epoch):
+        """Draw the pseudo-fakes of ``epoch``; the workers started for the epoch get them."""
+        if self.self_blend is not None:
+            self.self_blend.set_epoch(epoch)
+
     def __iter__(self):
         for images, labels in self.loader:
             images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             yield images, labels.to(self.device, non_blocking=True)
+
+
+class SelfBlendedItems(Dataset):
+    """A FacesDataset whose chosen real images become pseudo-fakes (self_blend.EpochBlends) before its
+    transform: the per-item path's twin of CachedBatches' self-blending, image for image."""
+
+    def __init__(self, dataset, blends):
+        self.dataset, self.blends = dataset, blends
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        pixels = torch.from_numpy(np.asarray(load_image(self.dataset.files[index]))).permute(2, 0, 1)[None]
+        label = torch.tensor([int(self.dataset.labels[index])])
+        pixels, label = self.blends.apply(pixels, torch.tensor([index]), label)
+        return self.dataset.transform(Image.fromarray(pixels[0].permute(1, 2, 0).numpy())), int(label[0])
+
+
+def landmarks_tensor(dataset):
+    """N x 68 x 2 landmarks of a split's images (FacesDataset or DecodedFaces) in the pixels of the
+    decoded IMAGE_SIZE image, from the split's landmarks.json (build_faces_dataset.py with dlib); NaN rows
+    for images it does not list, and all NaN when there is no such file."""
+    landmarks = torch.full((len(dataset.files), 68, 2), math.nan)
+    if not (Path(dataset.root_path) / LANDMARKS_FILE).is_file():
+        return landmarks
+    listed = load_landmarks(dataset.root_path)
+    for row, path in enumerate(dataset.files):
+        points = listed.get(Path(path).relative_to(dataset.root_path).as_posix())
+        if points is not None:
+            with Image.open(path) as image:  # the header only: landmarks are in the file's pixels
+                width, height = image.size
+            scale = torch.tensor([IMAGE_SIZE / width, IMAGE_SIZE / height])
+            landmarks[row] = (torch.as_tensor(points, dtype=torch.float32) + 0.5) * scale - 0.5
+    return landmarks
 
 
 def place_images(decoded, device, max_fraction=0.5):
@@ -541,12 +600,14 @@ def place_images(decoded, device, max_fraction=0.5):
 
 
 def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
-                 augment=None, sample_weights=None):
+                 augment=None, sample_weights=None, self_blend=None):
     """Batches for a split: the fast path for a DecodedFaces, the per-item path for a FacesDataset.
-    ``augment`` (an AugmentConfig, default the course's crop + flip) and ``sample_weights``
-    (per-image, drawn with replacement; None = a shuffle) apply when ``train``."""
+    ``augment`` (an AugmentConfig, default the course's crop + flip), ``sample_weights``
+    (per-image, drawn with replacement; None = a shuffle) and ``self_blend`` (a self_blend.EpochBlends:
+    real images made pseudo-fakes before the augmentations) apply when ``train``."""
     if isinstance(dataset, DecodedFaces):
         normalizer = Normalizer(mean, std, device, channels_last)
-        return CachedBatches(dataset, batch_size, device, normalizer, train, generator, augment, sample_weights)
+        return CachedBatches(dataset, batch_size, device, normalizer, train, generator, augment, sample_weights,
+                             self_blend)
     return ItemBatches(dataset, batch_size, device, mean, std, train, generator, workers, channels_last,
-                       augment, sample_weights)
+                       augment, sample_weights, self_blend)

@@ -10,7 +10,6 @@ own pixels (68 points, pixel (0, 0)'s centre at (0, 0)); those images use the la
 the others an ellipse about the crop's centre. Without ``--landmarks`` every image uses the
 ellipse.
 """
-import argparse
 import json
 import sys
 
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis_common import AnalysisError, exits_on_error, find_dataset, save
-from faces_dataset import IMAGE_SIZE, SPLITS, FacesDataset, dataset_name, load_image
+from analysis_common import AnalysisError, dataset_root, exits_on_error, save
+from cli import ArgumentParser
+from faces_dataset import IMAGE_SIZE, LANDMARKS_FILE, SPLITS, FacesDataset, dataset_name, load_image, load_landmarks
 from fileio import check_output_path
 from plot_samples_of_faces_datasets import readable_sample
 from self_blend import MASK_MODES, self_blend
@@ -82,16 +82,17 @@ def plot_pseudo_fakes(images, fakes, masks, path, labels=None):
 
 @exits_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("-d", "--dataset", default="demo_fakes",
                         help="dataset name under --data-root, or a path (default: demo_fakes)")
     parser.add_argument("--data-root", default="data", help="folder holding named datasets (default: data)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="split to draw from (default: train)")
     parser.add_argument("--count", type=int, default=6, help="real images to show (default: 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and pseudo-fakes (default: 0)")
-    parser.add_argument("--landmarks", help="JSON file of face landmarks (see above); default: ellipse masks")
+    parser.add_argument("--landmarks", help="JSON file of face landmarks (see above); default: the split's "
+                                            f"{LANDMARKS_FILE} (build_faces_dataset.py), else ellipse masks")
     parser.add_argument("--mask", choices=MASK_MODES,
-                        help="mask kind (default: hull-or-ellipse with --landmarks, else ellipse)")
+                        help="mask kind (default: hull-or-ellipse with landmarks, else ellipse)")
     parser.add_argument("--jpeg-prob", type=float, default=0.0,
                         help="probability of JPEG re-compression after blending (default: 0)")
     parser.add_argument("--figures-dir", default="figures", help="output folder (default: figures)")
@@ -101,9 +102,13 @@ def main(argv=None):
         parser.error(f"--count must be >= 1 (got {args.count})")
     if not 0 <= args.jpeg_prob <= 1:
         parser.error(f"--jpeg-prob must be in [0, 1] (got {args.jpeg_prob})")
-    mask = args.mask or ("hull-or-ellipse" if args.landmarks else "ellipse")
-    landmarks = read_landmarks(args.landmarks) if args.landmarks else {}
-    root = find_dataset(args.dataset, args.data_root)
+    root = dataset_root(args.dataset, args.data_root)
+    built = root / args.split / LANDMARKS_FILE
+    if args.landmarks is None and built.is_file():  # the build's own: keys are under the split, not under real/
+        landmarks = {key.removeprefix("real/"): value for key, value in load_landmarks(root / args.split).items()}
+    else:
+        landmarks = read_landmarks(args.landmarks) if args.landmarks else {}
+    mask = args.mask or ("hull-or-ellipse" if landmarks else "ellipse")
     dataset = FacesDataset(root / args.split, require_both_classes=False)
     if not dataset.real_image_files:
         raise AnalysisError(f"{root / args.split / 'real'}: no real images; pass a split with a real/ folder")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE
+from self_blend import MASK_MODES
 
 CIFAR10_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 SYMMETRIC_NORMALIZATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -111,6 +112,12 @@ KNOBS = (
          low=0.0, high=0.99),
     Knob("ema", "evaluate and checkpoint an exponential moving average of the weights with this decay (e.g. "
          "0.999), warmed up over the first steps; 0 = off", 0.0, 0.0, low=0.0, high=0.99999),
+    Knob("self_blend", "probability that a real training image becomes a self-blended pseudo-fake (itself changed "
+         "in colour, sharpness and position, blended back through a face mask: Self-Blended Images); 0 = off",
+         0.0, 0.0, low=0.0, high=1),
+    Knob("self_blend_mask", "mask of --self-blend: hull = the convex hull of the image's landmarks (landmarks.json; "
+         "images without stay real), ellipse = an ellipse about the crop's centre, hull-or-ellipse = the hull where "
+         "there are landmarks, else the ellipse", "hull-or-ellipse", "hull-or-ellipse", choices=MASK_MODES),
 )
 KNOB_BY_NAME = {knob.name: knob for knob in KNOBS}
 RECIPES = {recipe: {knob.name: knob.value_in(recipe) for knob in KNOBS} for recipe in RECIPE_NAMES}
@@ -202,9 +209,12 @@ def build_scheduler(optimizer, schedule, total_steps, warmup_steps=0):
         optimizer, lambda step: lr_factor(schedule, step, total_steps, warmup_steps))
 
 
-def class_weights(labels):
-    """Cross-entropy class weights that make both classes count equally: N / (2 * class size)."""
-    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=2).float()
+def class_weights(labels, counts=None):
+    """Cross-entropy class weights that make both classes count equally: N / (2 * class size), from the
+    ``labels`` or, when given, the (real, fake) ``counts`` (those of an epoch with pseudo-fakes)."""
+    if counts is None:
+        counts = torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=2)
+    counts = torch.as_tensor(counts, dtype=torch.float32)
     return counts.sum() / (2 * counts)
 
 

@@ -52,6 +52,7 @@ function) through a smoothstep ramp, on a grid of a quarter of the side, upsampl
 That is the blurred edge of SBI's two Gaussian blurs without any convolution, and exactly zero
 outside the feathered band.
 """
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -307,3 +308,44 @@ def self_blend(images, landmarks, generator=None, mask="hull", jpeg_prob=0.0):
     blender = SelfBlender(SelfBlendConfig(mask=mask, jpeg_prob=jpeg_prob))
     params = blender.to(blender.draw(len(images), generator), images.device)
     return blender(images, landmarks, params)
+
+
+class EpochBlends:
+    """The pseudo-fakes of a training split, epoch by epoch: which real images become fakes (each with
+    ``probability``) and their parameters, drawn from a generator seeded by (``seed``, epoch) alone and
+    kept by image index, so both data paths, any batch order and a resumed run make the same pseudo-fakes.
+    ``landmarks``: N x 68 x 2 in the decoded images' pixels (NaN rows for images without them) or None."""
+
+    def __init__(self, probability, labels, landmarks, seed, config=SelfBlendConfig()):
+        self.blender, self.probability, self.seed = SelfBlender(config), probability, seed
+        self.labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
+        self.landmarks = None if landmarks is None else torch.as_tensor(landmarks, dtype=torch.float32)
+        self.set_epoch(1)
+
+    def set_epoch(self, epoch):
+        generator = torch.Generator().manual_seed(int(hashlib.sha256(f"{self.seed}/{epoch}".encode()).hexdigest()[:15], 16))
+        self.chosen = (self.labels == 0) & (torch.rand(len(self.labels), generator=generator) < self.probability)
+        self.slots = torch.cumsum(self.chosen, 0) - 1  # where a chosen image's parameters are
+        self.params = self.blender.draw(int(self.chosen.sum()), generator)
+
+    def apply(self, images, indices, labels):
+        """``(images, labels)`` of the uint8 batch ``images`` (dataset indices ``indices``, on the CPU) with
+        its chosen real images blended into pseudo-fakes, labelled 1 (fake) where a mask could be made."""
+        chosen = self.chosen[indices].nonzero().flatten()
+        if not len(chosen):
+            return images, labels
+        picked = indices[chosen]
+        params = self.blender.to({key: value[..., self.slots[picked]] for key, value in self.params.items()},
+                                 images.device)
+        landmarks = None if self.landmarks is None else self.landmarks[picked]
+        on_device = chosen.to(images.device)
+        fakes, _, made = self.blender(images[on_device], landmarks, params)
+        images, labels = images.clone(), labels.clone()
+        images[on_device] = fakes
+        labels[on_device[made.to(images.device)]] = 1
+        return images, labels
+
+    def expected_class_counts(self):
+        """(real, fake) image counts of an epoch on average: what class-balancing weights must equalize."""
+        real = float((self.labels == 0).sum())
+        return real * (1 - self.probability), float((self.labels == 1).sum()) + real * self.probability

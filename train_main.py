@@ -24,7 +24,8 @@ from pathlib import Path
 
 from augment import IMAGE_SIZE
 from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
-from faces_dataset import SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset, drop_unreadable, place_images
+from faces_dataset import (LANDMARKS_FILE, SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset,
+                           drop_unreadable, landmarks_tensor, place_images)
 from fileio import CheckpointError, WriteError, check_output_path
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, precision_settings,
                     resolve_device)
@@ -51,6 +52,9 @@ def parse_args(argv=None):
                            help="train on an evenly spaced fraction F of each class's training images (file order; "
                                 "0.5 = every second one), for learning curves; validation and test stay whole "
                                 "(default: 1)")
+    run_group.add_argument("--real-only", action="store_true",
+                           help="train on the real images of the training split only, their fakes made by "
+                                "--self-blend (validation and test keep their real fakes)")
     add_recipe_arguments(parser.add_argument_group("recipe (recipe.py declares these knobs)"))
     data = parser.add_argument_group("data path")
     data.add_argument("--no-cache", action="store_true",
@@ -116,6 +120,8 @@ def check_values(parser, args):
                               ("--workers", args.workers is None or args.workers >= 0, ">= 0")):
         if not ok:
             parser.error(f"{flag} must be {allowed} (got {getattr(args, flag[2:].replace('-', '_'))})")
+    if args.real_only and not args.self_blend:
+        parser.error("--real-only needs --self-blend P (P > 0) to make the training fakes from the real images")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite contradict each other: --resume continues the run, "
                      "--overwrite starts it again; pass one")
@@ -151,7 +157,10 @@ def load_splits(args):
     Validation and test may hold one class only (their AUC is then reported as undefined)."""
     splits = []
     for split in SPLITS:
-        dataset = FacesDataset(args.dataset_path / split, require_both_classes=split == "train")
+        dataset = FacesDataset(args.dataset_path / split, require_both_classes=split == "train" and not args.real_only)
+        if split == "train" and args.real_only:
+            dataset.keep_real_only()
+            print(f"train: {len(dataset)} real images; their fakes are made by --self-blend {args.self_blend:g}")
         if split == "train" and args.train_fraction < 1:
             total = len(dataset)
             dataset.keep_fraction(args.train_fraction)
@@ -163,7 +172,12 @@ def load_splits(args):
         else:
             dataset = drop_unreadable(dataset, args.workers, args.strict)
             print(f"{split}: {len(dataset)} images, decoded per item")
-        if len(set(map(int, dataset.labels))) < 2:
+        if split == "train" and args.self_blend:
+            dataset.landmarks = landmarks_tensor(dataset)
+            found = int((~dataset.landmarks.isnan().flatten(1).any(1)).sum())
+            print(f"train: {found} of {len(dataset)} images have landmarks ({LANDMARKS_FILE}); --self-blend-mask "
+                  f"{args.self_blend_mask}")
+        if len(set(map(int, dataset.labels))) < 2 and not (split == "train" and args.real_only):
             if split == "val" and args.selection_metric == "val_auc":
                 raise DatasetError(f"{dataset.root_path}: holds one class only, so its AUC is undefined; "
                                    "add images of the other class or use --selection-metric val_acc")

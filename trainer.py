@@ -18,6 +18,7 @@ from faces_dataset import balanced_sample_weights, make_batches
 from fileio import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
 from metrics import binary_metrics, format_metric
 from recipe import SYMMETRIC_NORMALIZATION, Recipe, build_optimizer, build_scheduler, class_weights
+from self_blend import EpochBlends, SelfBlendConfig
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,7 +122,11 @@ class Trainer:
         self.optimizer = build_optimizer(recipe.optimizer, self.model.parameters(), recipe.lr, recipe.momentum,
                                          recipe.weight_decay)
         labels = self.train_dataset.labels
-        loss_weights = class_weights(labels) if recipe.class_balance == "weights" else None
+        self.self_blend = EpochBlends(recipe.self_blend, labels, getattr(self.train_dataset, "landmarks", None),
+                                      runtime.seed, SelfBlendConfig(mask=recipe.self_blend_mask)) \
+            if recipe.self_blend else None
+        counts = self.self_blend.expected_class_counts() if self.self_blend else None
+        loss_weights = class_weights(labels, counts) if recipe.class_balance == "weights" else None
         self.criterion = torch.nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=recipe.label_smoothing)
         self.criterion.to(self.device)
         sample_weights = balanced_sample_weights(labels) if recipe.class_balance == "sampler" else None
@@ -130,7 +135,7 @@ class Trainer:
         mean, std = normalization
         self.train_batches = make_batches(self.train_dataset, recipe.batch_size, self.device, mean, std, True,
                                           self.generator, runtime.workers, runtime.channels_last,
-                                          AugmentConfig.from_recipe(recipe), sample_weights)
+                                          AugmentConfig.from_recipe(recipe), sample_weights, self.self_blend)
         steps_per_epoch = len(self.train_batches)
         self.scheduler = build_scheduler(self.optimizer, recipe.schedule, recipe.epochs * steps_per_epoch,
                                          round(recipe.warmup_epochs * steps_per_epoch))
@@ -244,6 +249,7 @@ class Trainer:
         first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         count = 0
         mixup = self.recipe.mixup
+        self.train_batches.set_epoch(self.epoch)
         for step, (images, labels) in enumerate(tqdm(self.train_batches, desc=f"epoch {self.epoch} train",
                                                      leave=False, disable=not self.runtime.progress)):
             if mixup:

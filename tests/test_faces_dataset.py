@@ -12,7 +12,8 @@ from PIL import Image
 import faces_dataset
 from augment import AugmentConfig, Augmenter
 from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics,
-                           decode_dataset, item_transform, load_image, make_batches)
+                           decode_dataset, item_transform, landmarks_tensor, load_image, make_batches)
+from self_blend import EpochBlends, SelfBlendConfig
 
 
 def write_image(path, size=(256, 256), colour=(128, 64, 32), mode="RGB", **save_args):
@@ -371,3 +372,43 @@ def test_a_killed_cache_writes_temporary_file_is_swept_by_the_next_write_under_i
     assert f"note: {cache} is being written by another process (pid {holder.pid}" in capsys.readouterr().out
     decode_dataset(dataset, tmp_path, progress=False)  # the holder is gone: its lock is stale
     assert cache.is_file() and not left.exists() and not lock.exists()
+
+
+def blended_epoch(batches, epoch):
+    """The uint8 images and labels of one epoch of ``batches`` (normalized with mean 0, std 1/255), sorted."""
+    batches.set_epoch(epoch)
+    pairs = [(bytes(image.round().to(torch.uint8).numpy()), int(label)) for images, labels in batches
+             for image, label in zip(images, labels)]
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("probability", [1.0, 0.5])
+def test_self_blending_makes_the_same_pseudo_fakes_on_both_data_paths_whatever_the_order(tiny_fakes, probability):
+    dataset = FacesDataset(tiny_fakes / "train")
+    decoded = decode_dataset(dataset, cache_dir=None, progress=False)
+    landmarks = torch.full((len(dataset), 68, 2), float("nan"))  # none: the ellipse mask
+    plain = AugmentConfig(crop="none", flip=False)
+    epochs = {}
+    for name, source, workers in (("cached", decoded, 0), ("per-item", dataset, 0), ("per-item, 2 workers", dataset, 2)):
+        blends = EpochBlends(probability, dataset.labels, landmarks, seed=3, config=SelfBlendConfig(mask="ellipse"))
+        batches = make_batches(source, 5, "cpu", (0.0,) * 3, (1 / 255,) * 3, True,
+                               torch.Generator().manual_seed(len(name)), workers, augment=plain, self_blend=blends)
+        epochs[name] = blended_epoch(batches, 2), blended_epoch(batches, 3)
+        real = int((torch.as_tensor(dataset.labels) == 0).sum())
+        assert sum(label for _, label in epochs[name][0]) == 12 + int(blends.chosen.sum())
+        assert 0 < int(blends.chosen.sum()) <= real and (probability < 1 or int(blends.chosen.sum()) == real)
+    assert epochs["cached"] == epochs["per-item"] == epochs["per-item, 2 workers"]
+    assert epochs["cached"][0] != epochs["cached"][1]  # each epoch its own pseudo-fakes
+    originals = sorted(bytes(image.numpy()) for image in decoded.images)
+    assert sum(image in originals for image, _ in epochs["cached"][0]) == len(dataset) - int(blends.chosen.sum())
+
+
+def test_landmarks_are_read_for_the_images_the_build_listed_and_scaled_to_the_decoded_size(tiny_fakes, tmp_path):
+    split = shutil.copytree(tiny_fakes / "val", tmp_path / "val")
+    first = sorted((split / "real").iterdir())[0]
+    Image.open(first).resize((128, 128)).save(first)  # landmarks are in the file's own pixels
+    points = np.tile([[10.0, 20.0]], (68, 1))
+    (split / "landmarks.json").write_text(json.dumps({f"real/{first.name}": points.tolist()}))
+    landmarks = landmarks_tensor(FacesDataset(split))
+    assert torch.allclose(landmarks[0], torch.tensor([[20.5, 40.5]]).expand(68, 2))  # (x + 0.5) * 2 - 0.5
+    assert landmarks[1:].isnan().all()

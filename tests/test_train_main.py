@@ -458,3 +458,22 @@ def test_resume_with_the_best_checkpoint_deleted_says_so_and_names_no_missing_fi
     assert f"warning: {best} (the best checkpoint, epoch 1) is missing; it is written again" in output
     assert not best.exists()  # epoch 2 ranks the images as epoch 1 did (lr 1e-9): a tie keeps epoch 1
     assert f"best checkpoint: none ({best} is missing" in output
+
+
+@pytest.mark.parametrize("path_flags", [[], ["--no-cache"]])
+def test_real_only_never_reads_a_fake_training_image(tiny_fakes, tmp_path, capsys, path_flags):
+    dataset = shutil.copytree(tiny_fakes, tmp_path / "tiny_fakes")
+    for path in (dataset / "train" / "fake").iterdir():
+        path.write_bytes(b"not an image: reading it would be a warning")
+    common = ["-d", str(dataset), "-e", "1", "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
+              "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache"), *path_flags]
+    assert train_main.main(common + ["--real-only", "--self-blend", "0.5"]) == 0
+    output = capsys.readouterr().out
+    assert "train: 12 real images; their fakes are made by --self-blend 0.5" in output and "skipped" not in output
+    history = json.loads((tmp_path / "out" / "tiny_fakes_SimpleNet_AdamW.json").read_text())
+    assert history["config"]["real_only"] is True and history["config"]["self_blend"] == 0.5
+    assert train_main.main(common + ["--overwrite"]) == 1  # without it the fakes are read, and none is readable
+    assert "fake: no readable images left" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(common + ["--real-only"])
+    assert exit_info.value.code == 2 and "--real-only needs --self-blend P" in capsys.readouterr().err

@@ -409,7 +409,7 @@ def test_scheduler_is_stepped_every_iteration():
     assert build_scheduler(optimizer, "constant", 20, 0) is None
 
 
-@pytest.mark.parametrize("options", [{}, {"mixup": 0.4, "ema": 0.9}])
+@pytest.mark.parametrize("options", [{}, {"mixup": 0.4, "ema": 0.9}, {"self_blend": 0.5}])
 def test_resume_continues_the_schedule_exactly(tmp_path, options):
     uninterrupted = toy_trainer(tmp_path / "a", epochs=3, **options)
     history = uninterrupted.run(3)
