@@ -38,11 +38,11 @@ from torch import nn
 
 from augment import IMAGE_SIZE
 from faces_dataset import CLASS_NAMES
-from fileio import CheckpointError, atomic_write, check_output_path
+from fileio import CheckpointError, atomic_write, check_output_path, require_keys
 from models import has_global_pooling, load_trained_model
 
 FORMATS = ("onnx", "torchscript")
-INPUT_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
+INPUT_DTYPES = ("uint8", "float32")  # of an ONNX file's input
 METADATA_FILE = "metadata.json"  # the TorchScript extra file holding the metadata
 ONNX_OPSET = 17  # read by onnxruntime >= 1.14 and by most other runtimes
 UNIT_RANGE = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) with which predict.py's Normalizer gives 0..1 floats
@@ -70,13 +70,12 @@ def export_metadata(checkpoint, input_dtype):
     """The metadata of an exported checkpoint, names to JSON values (see the module's doc)."""
     threshold = checkpoint.get("threshold")
     mean, std = checkpoint["normalization"]
-    metadata = {"threshold": 0.5 if threshold is None else float(threshold),
-                "eer_threshold": None if threshold is None else float(threshold),
-                "class_names": list(CLASS_NAMES), "output": "P(fake), the probability of class_names[1]",
-                "model_name": checkpoint["model_name"], "dataset": checkpoint.get("dataset"),
-                "normalization": [list(map(float, mean)), list(map(float, std))],
-                "input_dtype": input_dtype, "input_layout": "NCHW", "image_size": IMAGE_SIZE}
-    return metadata
+    return {"threshold": 0.5 if threshold is None else float(threshold),
+            "eer_threshold": None if threshold is None else float(threshold),
+            "class_names": list(CLASS_NAMES), "output": "P(fake), the probability of class_names[1]",
+            "model_name": checkpoint["model_name"], "dataset": checkpoint.get("dataset"),
+            "normalization": [list(map(float, mean)), list(map(float, std))],
+            "input_dtype": input_dtype, "input_layout": "NCHW", "image_size": IMAGE_SIZE}
 
 
 def without_deprecation_notices(call):
@@ -98,9 +97,9 @@ def export_onnx(detector, path, example, dynamic_size, metadata):
                          "(or export --format torchscript)") from None
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     buffer = io.BytesIO()
-    without_deprecation_notices(lambda: torch.onnx.export(detector, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
-                                           input_names=["images"], output_names=["fake_probability"],
-                                           dynamic_axes={"images": axes, "fake_probability": {0: "batch"}}))
+    without_deprecation_notices(lambda: torch.onnx.export(  # the legacy exporter: needs only onnx, not onnxscript
+        detector, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET, input_names=["images"],
+        output_names=["fake_probability"], dynamic_axes={"images": axes, "fake_probability": {0: "batch"}}))
     model = onnx.load_model_from_string(buffer.getvalue())
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=json.dumps(value))
@@ -117,7 +116,8 @@ def export_torchscript(model, normalization, path, example, metadata):
     network = without_deprecation_notices(lambda: torch.jit.trace(model, (example.float() / 255 - mean) / std))
     scripted = without_deprecation_notices(lambda: torch.jit.script(FakeProbability(network, *normalization).eval()))
     extra = {METADATA_FILE: json.dumps(metadata)}
-    atomic_write(path, lambda tmp: without_deprecation_notices(lambda: torch.jit.save(scripted, tmp, _extra_files=extra)))
+    save = lambda tmp: torch.jit.save(scripted, tmp, _extra_files=extra)  # noqa: E731
+    atomic_write(path, lambda tmp: without_deprecation_notices(lambda: save(tmp)))
 
 
 def export_checkpoint(checkpoint_path, output, export_format, input_dtype="uint8"):
@@ -125,6 +125,7 @@ def export_checkpoint(checkpoint_path, output, export_format, input_dtype="uint8
     ``input_dtype`` (INPUT_DTYPES) is the ONNX input's type. Returns the metadata written.
     Raises CheckpointError naming the file when it is not a detector checkpoint."""
     model, checkpoint = load_trained_model(checkpoint_path)
+    require_keys(checkpoint, checkpoint_path, ("model", "model_name", "normalization"))
     example = torch.randint(0, 256, (2, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)  # batch 2: no size-1 shortcut
     metadata = export_metadata(checkpoint, input_dtype if export_format == "onnx" else "uint8 or float32")
     with torch.no_grad():
@@ -229,7 +230,7 @@ def parse_args(argv=None):
     parser.add_argument("--format", required=True, choices=FORMATS, help="onnx (run by onnxruntime) or torchscript")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="the file to write (.onnx for onnx; e.g. .torchscript.pt for torchscript)")
-    parser.add_argument("--input", default="uint8", choices=tuple(INPUT_DTYPES),
+    parser.add_argument("--input", default="uint8", choices=INPUT_DTYPES,
                         help="onnx only: the pixel type the model takes, uint8 0..255 or float32 0..1 (default: uint8)")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE when it exists")
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 class names, are scored by predict.py, and never overwrite the checkpoint."""
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def test_exported_probabilities_equal_the_checkpoints(name, exported):
     sizes = [(256, 256), (192, 224)] if has_global_pooling(name) else [(256, 256)]
     uint8_session = onnxruntime.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     float_session = onnxruntime.InferenceSession(str(paths["onnx_float"]), providers=["CPUExecutionProvider"])
-    scripted = torch.jit.load(str(paths["torchscript"]))
+    scripted = export.without_deprecation_notices(lambda: torch.jit.load(str(paths["torchscript"])))
     differences = {}
     for count, (height, width) in zip((2, 1), sizes):
         images = random_images(count, height, width)
@@ -93,7 +94,7 @@ def test_metadata_carries_threshold_class_names_and_normalization(exported):
     onnx_metadata = {key: json.loads(value) for key, value in onnxruntime.InferenceSession(
         str(paths["onnx"]), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map.items()}
     files = {export.METADATA_FILE: ""}
-    torch.jit.load(str(paths["torchscript"]), _extra_files=files)
+    export.without_deprecation_notices(lambda: torch.jit.load(str(paths["torchscript"]), _extra_files=files))
     script_metadata = json.loads(files[export.METADATA_FILE])
     for metadata, input_dtype in ((onnx_metadata, "uint8"), (script_metadata, "uint8 or float32")):
         assert metadata["threshold"] == pytest.approx(0.4321) and metadata["eer_threshold"] == pytest.approx(0.4321)
@@ -218,3 +219,16 @@ def test_missing_onnx_packages_are_one_line_each(exported, tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(export.CheckpointError, match="needs onnxruntime; pip install onnxruntime"):
         export.load_exported_model(paths["onnx"])
+
+
+@pytest.mark.slow
+def test_bench_export_prints_a_row_per_model_and_runtime(capsys):
+    """tools/bench_export.py times the three runtimes of each model (here a tiny timm model, one batch)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_export", Path(export.__file__).parent / "tools" / "bench_export.py")
+    bench_export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_export)
+    assert bench_export.main(["--models", "timm:test_resnet", "--batch-sizes", "1", "--iterations", "1"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| timm:test_resnet")]
+    assert [row[1] for row in rows] == ["PyTorch eager", "TorchScript", "onnxruntime"]
+    assert all(float(row[2].replace(",", "")) > 0 for row in rows) and rows[0][3] == "1.00 |"
