@@ -9,6 +9,9 @@ face_detection.py). An image is called fake when its fake probability is at leas
 threshold: by default the checkpoint's, i.e. the equal-error-rate point on the validation
 split chosen at training time; ``--threshold`` overrides it.
 
+The checkpoint can also be a model written by export.py (``.onnx``, run by onnxruntime, or
+TorchScript), scored the same way with the threshold stored in it (no ``--cam``).
+
 ``--ensemble CKPT`` (repeatable) adds checkpoints: P(fake) is then the sigmoid of the mean of
 their fake log-odds (the mean logit, as ensemble_table.py judges it), and the default threshold
 the mean of their thresholds in log-odds; ensemble_table.py prints the ensemble's own
@@ -32,6 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cli import ArgumentParser, exits_on_error
+from export import is_exported_model, load_exported_model
 from face_detection import FaceCropper, FaceDetectorError, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
 from fileio import atomic_write, check_distinct_outputs, check_output_path, write_json
@@ -108,6 +112,12 @@ def default_threshold(checkpoints):
     if len(thresholds) == 1:
         return float(thresholds[0]), "the checkpoint's validation EER threshold"
     return float(mean_in_log_odds(thresholds)), "the mean of the checkpoints' validation EER thresholds in log-odds"
+
+
+def load_detector(path, device):
+    """``(model, checkpoint)`` of a checkpoint, or of a model written by export.py (.onnx, TorchScript),
+    whose stand-ins predict() calls alike."""
+    return load_exported_model(path, device) if is_exported_model(path) else load_trained_model(path, device)
 
 
 def read_input(path, cropper=None):
@@ -211,7 +221,8 @@ def write_csv(path, results):
 
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoint", help="a checkpoint written by train_main.py (checkpoints/*.pt)")
+    parser.add_argument("checkpoint", help="a checkpoint written by train_main.py (checkpoints/*.pt), "
+                                           "or a model written by export.py (.onnx, TorchScript)")
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
     parser.add_argument("--threshold", type=float, default=None,
                         help="call an image fake when P(fake) >= this (default: the checkpoint's validation EER threshold)")
@@ -239,13 +250,16 @@ def parse_args(argv=None):
     check_output_path(parser, "--json", args.json, inputs)
     check_output_path(parser, "--cam", args.cam, inputs, folder=True)
     check_distinct_outputs(parser, [("--csv", args.csv), ("--json", args.json), ("--cam", args.cam)])
+    if args.cam and any(is_exported_model(path) for path in [args.checkpoint, *args.ensemble]):
+        parser.error("--cam needs checkpoints: an exported model has no gradients to explain; "
+                     "pass the .pt checkpoint it was exported from")
     return args
 
 
 @exits_on_error(FaceDetectorError)
 def main(argv=None):
     args = parse_args(argv)
-    loaded = [load_trained_model(path, args.device) for path in [args.checkpoint, *args.ensemble]]
+    loaded = [load_detector(path, args.device) for path in [args.checkpoint, *args.ensemble]]
     members = [(model, checkpoint["normalization"]) for model, checkpoint in loaded]
     checkpoints = [checkpoint for _, checkpoint in loaded]
     if args.threshold is not None:
