@@ -282,7 +282,7 @@ def not_of_an_earlier_build(out):
         rows = None
     if not rows and any((out / split).exists() for split in SPLITS) or rows and set(rows[0]) - set(MANIFEST_FIELDS):
         return f"its split folders are not listed by a manifest.csv of build_faces_dataset.py ({manifest})"
-    made = {Path(row["split"]) / row["image"] for row in rows or () if row.get("status") == "ok"}
+    made = {Path(row["image"]) for row in rows or () if row.get("status") == "ok"}  # under the output folder
     made |= {Path(split) / LANDMARKS_FILE for split in SPLITS}
     for split in SPLITS:
         for path in sorted((out / split).rglob("*")):

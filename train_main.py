@@ -210,8 +210,9 @@ def main(argv=None):
     started = time.time()
     args, recipe, run = parse_args(argv)
     try:
+        model = build(args, run)  # fails fast, before anything is written
         with run.lock():  # held from before the data is decoded, so a second run of this name stops at once
-            history = train(args, recipe, run)
+            history = train(args, recipe, run, model)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError, RunLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -232,16 +233,19 @@ def main(argv=None):
     return 0
 
 
-def train(args, recipe, run):
-    """Build the model and the splits, train, return the history."""
+def build(args, run):
+    """The model, seeded; a resumed run's weights come from its checkpoint, so none are loaded for it."""
     seed_everything(args.seed, args.deterministic)
+    resuming = args.resume and run.last_path.exists()
+    return build_model(args.model, pretrained=not (args.no_pretrained or resuming),
+                       weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
+
+
+def train(args, recipe, run, model):
+    """Decode the splits and train ``model`` on them; returns the history."""
     autocast_dtype, channels_last = precision_settings(args.model, args.device, args.amp)
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
-    resuming = args.resume and run.last_path.exists()
-    # fails fast; a resumed run's weights come from its checkpoint
-    model = build_model(args.model, pretrained=not (args.no_pretrained or resuming),
-                        weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
     splits = load_splits(args)
     config["data_digest"] = data_digest(splits)
     normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), splits[0])

@@ -108,11 +108,13 @@ def test_a_resume_state_is_refused_naming_the_best_checkpoint(tiny_run):
 
 def test_load_trained_model_round_trip_and_errors(tmp_path):
     model = SimpleNet()
-    torch.save({"model": model.state_dict(), "model_name": "SimpleNet"}, tmp_path / "ok.pt")
+    torch.save({"model": model.state_dict(), "model_name": "SimpleNet", "normalization": [[0.5] * 3, [0.5] * 3]},
+               tmp_path / "ok.pt")
     loaded, checkpoint = load_trained_model(tmp_path / "ok.pt")
     assert not loaded.training and checkpoint["model_name"] == "SimpleNet"
     assert torch.equal(loaded.fc3.weight, model.fc3.weight)
-    torch.save({"model": model.state_dict(), "model_name": "XceptionBased"}, tmp_path / "wrong.pt")
+    torch.save({"model": model.state_dict(), "model_name": "XceptionBased", "normalization": [[0.5] * 3, [0.5] * 3]},
+               tmp_path / "wrong.pt")
     with pytest.raises(CheckpointError, match="wrong.pt: weights do not fit XceptionBased"):
         load_trained_model(tmp_path / "wrong.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
@@ -152,6 +154,7 @@ def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatc
 
 @pytest.mark.parametrize("name", ["timm:resnet10t", "patch:resnet10t"])
 def test_drop_path_makes_training_passes_stochastic_and_evaluation_exact(name):
+    torch.manual_seed(0)  # two passes drop the same paths with a small chance: make the draw fixed
     images = torch.randn(2, 3, 64, 64)
     model = build_model(name, drop_path_rate=0.5)
     drop_rates = [module.drop_prob for module in model.modules() if type(module).__name__ == "DropPath"]

@@ -168,7 +168,7 @@ def test_device_cache_falls_back_to_pinned_host_memory(monkeypatch, capsys):
 
 def test_course_style_checkpoint_without_model_name(tmp_path):
     torch.save({"model": SimpleNet().state_dict(), "test_acc": 0.5}, tmp_path / "course.pt")
-    with pytest.raises(CheckpointError, match=r"course.pt: not a checkpoint of this toolkit; expected .*'model_name'"):
+    with pytest.raises(CheckpointError, match=r"course.pt: not a detector checkpoint of this toolkit \(no model_name, normalization\)"):
         load_trained_model(tmp_path / "course.pt")
 
 
@@ -353,7 +353,9 @@ def test_overwrite_deletes_only_what_the_earlier_build_made(photos, tmp_path, ca
     error = expect_exit_2(build.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
                                        "--overwrite"], capsys)
     assert f"--output {out}: its split folders are not listed by a manifest.csv of build_faces_dataset.py" in error
-    (out / "manifest.csv").write_text(",".join(build.MANIFEST_FIELDS) + "\n")
+    (out / "train" / "real" / "crop.png").write_bytes(b"a crop of the earlier build")
+    row = {field: "" for field in build.MANIFEST_FIELDS} | {"image": "train/real/crop.png", "status": "ok"}
+    (out / "manifest.csv").write_text(",".join(build.MANIFEST_FIELDS) + "\n" + ",".join(row.values()) + "\n")
     error = expect_exit_2(build.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
                                        "--overwrite"], capsys)
     assert f"{out / 'train' / 'real' / 'holiday.jpg'} was not made by the earlier build" in error

@@ -14,7 +14,7 @@ from PIL import Image
 
 import train_main
 from augment import AugmentConfig, CROP_PADDING
-from faces_dataset import item_transform
+from faces_dataset import find_dataset, item_transform
 from models import SimpleNet
 from recipe import CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, resolve_normalization
 from trainer import Trainer
@@ -54,8 +54,9 @@ def test_end_to_end_outputs(tiny_run):
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "0"], "--lr must be > 0"),
     (["-e", "0"], "--epochs must be >= 1"),
-    (["-b", "0"], "--batch_size must be >= 1"),
-    (["--batch-size", "0"], "--batch_size must be >= 1"),
+    (["-b", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch_size", "0"], "--batch-size must be >= 1"),
     (["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0 seconds"),
     (["--train-fraction", "0"], "--train-fraction must be in (0, 1]"),
     (["--train-fraction", "1.5"], "--train-fraction must be in (0, 1]"),
@@ -90,8 +91,8 @@ def test_missing_dataset_names_the_fix(tmp_path, capsys):
 
 
 def test_dataset_name_resolves_under_data_root(tiny_fakes):
-    assert train_main.resolve_dataset("tiny_fakes", tiny_fakes.parent) == tiny_fakes
-    assert train_main.resolve_dataset(str(tiny_fakes), "elsewhere") == tiny_fakes
+    assert find_dataset("tiny_fakes", tiny_fakes.parent) == tiny_fakes
+    assert find_dataset(str(tiny_fakes), "elsewhere") == tiny_fakes
 
 
 def test_refuses_to_overwrite_an_earlier_run(tiny_run, capsys):
@@ -241,7 +242,7 @@ def test_sigkill_then_resume_loses_nothing(tiny_fakes, tmp_path, uninterrupted_r
 
 
 def parse(tiny_fakes, tmp_path, *flags):
-    args, _ = train_main.parse_args(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"),
+    args, _, _ = train_main.parse_args(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"),
                                      "--checkpoint-dir", str(tmp_path / "ck"), *flags])
     return args
 

@@ -388,8 +388,9 @@ def toy_split(count, seed, fake_share=0.5):
 def toy_trainer(tmp_path, seed=0, epochs=2, lr=1e-4, **recipe_options):
     """A SimpleNet trainer on noise: AdamW, one warm-up epoch then cosine, label smoothing 0.1, batch 8."""
     seed_everything(seed, deterministic=True)
-    recipe = recipe_named("improved", lr=lr, batch_size=8, epochs=epochs, class_balance="none", patience=0,
-                          clip_grad_norm=0.0, selection_metric="val_acc", **recipe_options)
+    options = {"class_balance": "none", "patience": 0, "clip_grad_norm": 0.0, "selection_metric": "val_acc",
+               **recipe_options}
+    recipe = recipe_named("improved", lr=lr, batch_size=8, epochs=epochs, **options)
     run = Run("SimpleNet", "toy", "AdamW", {"lr": lr}, out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck")
     return Trainer(SimpleNet(), (toy_split(16, 1), toy_split(6, 2), toy_split(6, 3)), run, recipe,
                    Runtime(seed=seed, progress=False))
