@@ -227,7 +227,7 @@ def main(argv=None):
         return 130
     print(f"\n{run.name} on {args.device}, {time.time() - started:.0f}s (* = best epoch on {recipe.selection_metric}):\n")
     print(format_history_table(history))
-    best = run.best_path if run.best_path.exists() else f"none ({run.best_path} is missing: no epoch beat the best " \
+    best = run.best_path if run.best_path.exists() else f"none ({run.best_path} is missing: no epoch has beaten the best " \
         "epoch after it was deleted)"
     print(f"\nmetrics: {run.json_path}\nbest checkpoint: {best}\nlast checkpoint: {run.last_path}")
     return 0

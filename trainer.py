@@ -340,6 +340,8 @@ class Trainer:
             if self.average is not None:
                 self.average.module.load_state_dict(state.get("average") or state["model"])
             self.generator.set_state(state["generator"])
+            if self.self_blend is not None:  # the pseudo-fakes follow the run's own seed, restored with its generator
+                self.self_blend.seed = self.generator.initial_seed()
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] and torch.cuda.is_available():  # this machine may have fewer GPUs
                 for index, cuda_state in enumerate(state["cuda_rng"][:torch.cuda.device_count()]):

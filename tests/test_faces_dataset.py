@@ -393,14 +393,16 @@ def test_self_blending_makes_the_same_pseudo_fakes_on_both_data_paths_whatever_t
         blends = EpochBlends(probability, dataset.labels, landmarks, seed=3, config=SelfBlendConfig(mask="ellipse"))
         batches = make_batches(source, 5, "cpu", (0.0,) * 3, (1 / 255,) * 3, True,
                                torch.Generator().manual_seed(len(name)), workers, augment=plain, self_blend=blends)
-        epochs[name] = blended_epoch(batches, 2), blended_epoch(batches, 3)
+        second = blended_epoch(batches, 2)
+        chosen = int(blends.chosen.sum())
+        epochs[name] = second, blended_epoch(batches, 3)
         real = int((torch.as_tensor(dataset.labels) == 0).sum())
-        assert sum(label for _, label in epochs[name][0]) == 12 + int(blends.chosen.sum())
-        assert 0 < int(blends.chosen.sum()) <= real and (probability < 1 or int(blends.chosen.sum()) == real)
+        assert sum(label for _, label in second) == 12 + chosen  # the pseudo-fakes are labelled fake
+        assert 0 < chosen <= real and (probability < 1 or chosen == real)
     assert epochs["cached"] == epochs["per-item"] == epochs["per-item, 2 workers"]
     assert epochs["cached"][0] != epochs["cached"][1]  # each epoch its own pseudo-fakes
     originals = sorted(bytes(image.numpy()) for image in decoded.images)
-    assert sum(image in originals for image, _ in epochs["cached"][0]) == len(dataset) - int(blends.chosen.sum())
+    assert sum(image in originals for image, _ in epochs["cached"][0]) == len(dataset) - chosen
 
 
 def test_landmarks_are_read_for_the_images_the_build_listed_and_scaled_to_the_decoded_size(tiny_fakes, tmp_path):
