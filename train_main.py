@@ -24,6 +24,7 @@ from pathlib import Path
 
 from augment import IMAGE_SIZE
 from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
+from config_file import config_defaults, write_config
 from faces_dataset import SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset, drop_unreadable, place_images
 from fileio import CheckpointError, WriteError, check_output_path
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, precision_settings,
@@ -38,6 +39,9 @@ def parse_args(argv=None):
     """(checked arguments, the Recipe, the Run); exits 2 with a one-line fix on bad input."""
     parser = ArgumentParser(description=__doc__)
     run_group = add_run_flags(parser, training=True)
+    run_group.add_argument("--config", default=None, metavar="FILE",
+                           help="YAML file of settings (or a run's out/{run}.yaml or .json) that sets this "
+                                "command's defaults; flags given here override it")
     run_group.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
                            help=f"training recipe the recipe flags default to (default: {DEFAULT_RECIPE})")
     run_group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -73,6 +77,9 @@ def parse_args(argv=None):
                          help="write the last checkpoint (for --resume) after the first epoch ending SECONDS after "
                               "its last write, at every new best epoch and at the end; a killed run redoes up to "
                               "SECONDS plus the epoch in progress. 0 = after every epoch (default: 60)")
+    config_path = config_flag(argv)
+    if config_path is not None:  # the file's settings become the defaults, so the command line overrides them
+        parser.set_defaults(**config_defaults(parser, config_path))
     args = parser.parse_args(argv)
     recipe = apply_recipe(args, parser.error)
     check_values(parser, args)
@@ -90,6 +97,13 @@ def parse_args(argv=None):
     run = check_run_flags(parser, args, args.dataset_path, optimizer_params(args))
     check_earlier_run(parser, args, run)
     return args, recipe, run
+
+
+def config_flag(argv):
+    """The --config FILE of ``argv`` (None without one), read before the other flags (which it sets defaults of)."""
+    pre_parser = ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", default=None)
+    return pre_parser.parse_known_args(argv)[0].config
 
 
 def check_values(parser, args):
@@ -233,6 +247,7 @@ def train(args, recipe, run):
     normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), splits[0])
     print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")
     config["normalization_mean_std"] = [list(normalization[0]), list(normalization[1])]
+    write_config(run.config_path, config)  # --config this file repeats the run
     runtime = Runtime(device=args.device, autocast_dtype=autocast_dtype, channels_last=channels_last,
                       compile=args.compile, workers=args.workers if args.no_cache and args.workers else 0,
                       seed=args.seed, checkpoint_interval=args.checkpoint_interval)
