@@ -80,6 +80,11 @@ class Run:
         return self.out_dir / f"{self.name}.yaml"
 
     @property
+    def tensorboard_dir(self):
+        """Where ``--tensorboard`` without a folder writes the run's events."""
+        return self.out_dir / "tb" / self.name
+
+    @property
     def best_path(self):
         return self.checkpoint_dir / f"{self.name}.pt"
 

@@ -17,7 +17,9 @@ every recipe flag given on the command line overrides its recipe value, and the 
 and ``checkpoints/{run}_last.pt`` (everything needed for ``--resume``, written about every
 ``--checkpoint-interval`` seconds, at every new best epoch and at the end); runs.py defines them.
 """
+import contextlib
 import hashlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -73,6 +75,10 @@ def parse_args(argv=None):
     outputs = parser.add_argument_group("outputs and resume")
     outputs.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     outputs.add_argument("--overwrite", action="store_true", help="replace an earlier run's results")
+    outputs.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                         help="log every step's loss and learning rate, every epoch's metrics and the best epoch's "
+                              "ROC curve and Grad-CAM sample to TensorBoard in DIR (default DIR: "
+                              "{out-dir}/tb/{run}); off without the flag")
     outputs.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
                          help="write the last checkpoint (for --resume) after the first epoch ending SECONDS after "
                               "its last write, at every new best epoch and at the end; a killed run redoes up to "
@@ -95,6 +101,10 @@ def parse_args(argv=None):
     for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir"):
         check_output_path(parser, flag, getattr(args, flag[2:].replace("-", "_")), inputs, folder=True)
     run = check_run_flags(parser, args, args.dataset_path, optimizer_params(args))
+    if args.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        parser.error("--tensorboard needs the tensorboard package: pip install 'tensorboard>=2.14', or drop the flag")
+    if args.tensorboard is not None:
+        check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, folder=True)
     check_earlier_run(parser, args, run)
     return args, recipe, run
 
@@ -251,8 +261,20 @@ def train(args, recipe, run):
     runtime = Runtime(device=args.device, autocast_dtype=autocast_dtype, channels_last=channels_last,
                       compile=args.compile, workers=args.workers if args.no_cache and args.workers else 0,
                       seed=args.seed, checkpoint_interval=args.checkpoint_interval)
-    trainer = Trainer(model, splits, run, recipe, runtime, normalization, config)
-    return trainer.run(recipe.epochs, resume=args.resume)
+    with open_logger(args.tensorboard, run) as logger:
+        trainer = Trainer(model, splits, run, recipe, runtime, normalization, config, logger)
+        return trainer.run(recipe.epochs, resume=args.resume)
+
+
+def open_logger(tensorboard, run):
+    """The TensorBoard logger of ``--tensorboard`` (a context manager; None inside without the flag)."""
+    if tensorboard is None:
+        return contextlib.nullcontext()
+    from tensorboard_log import TensorBoardLogger  # only when asked: training needs no tensorboard package
+
+    log_dir = Path(tensorboard or run.tensorboard_dir)  # "" (the flag alone): the run's own folder
+    print(f"TensorBoard events: {log_dir} (view: tensorboard --logdir {log_dir.parent})")
+    return TensorBoardLogger(log_dir)
 
 
 if __name__ == "__main__":
