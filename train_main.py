@@ -48,11 +48,15 @@ def parse_args(argv=None):
                            help=f"training recipe the recipe flags default to (default: {DEFAULT_RECIPE})")
     run_group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run_group.add_argument("--weights", default=None,
-                           help="local pretrained weights: ImageNet Xception (timm or Cadene layout) for "
-                                "XceptionBased, or a state dict of the timm architecture for timm:ARCH and "
-                                "patch:ARCH (whose head is replaced)")
+                           help="local pretrained weights (a torch state dict or .safetensors): ImageNet Xception "
+                                "(timm or Cadene layout) for XceptionBased, or a state dict of the timm "
+                                "architecture for timm:ARCH and patch:ARCH (whose head is replaced)")
+    run_group.add_argument("--pretrained", action="store_true",
+                           help="timm:ARCH and patch:ARCH from timm's pretrained weights, downloaded once through "
+                                "the Hugging Face hub into its cache (XceptionBased starts from them by default)")
     run_group.add_argument("--no-pretrained", action="store_true",
-                           help="XceptionBased from random weights (timm and patch models are random without --weights)")
+                           help="XceptionBased from random weights (timm and patch models are random without "
+                                "--pretrained or --weights)")
     run_group.add_argument("--train-fraction", type=float, default=1.0, metavar="F",
                            help="train on an evenly spaced fraction F of each class's training images (file order; "
                                 "0.5 = every second one), for learning curves; validation and test stay whole "
@@ -128,8 +132,12 @@ def check_values(parser, args):
     if args.drop_path and not args.model.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         parser.error(f"--drop-path: {args.model} has no stochastic depth; use a {TIMM_PREFIX}ARCH or "
                      f"{PATCH_PREFIX}ARCH model or drop the flag")
-    if args.weights is not None and args.model == "SimpleNet":
-        parser.error("--weights: SimpleNet has no pretrained weights to load; drop the flag or choose "
+    if args.pretrained and (args.no_pretrained or args.weights is not None):
+        parser.error(f"--pretrained and {'--no-pretrained' if args.no_pretrained else '--weights'} contradict each "
+                     "other: --pretrained loads timm's weights from the hub; pass one")
+    if (args.weights is not None or args.pretrained) and args.model == "SimpleNet":
+        flag = "--weights" if args.weights is not None else "--pretrained"
+        parser.error(f"{flag}: SimpleNet has no pretrained weights to load; drop the flag or choose "
                      f"XceptionBased, {TIMM_PREFIX}ARCH or {PATCH_PREFIX}ARCH")
     if args.normalization == "model" and args.model == "SimpleNet":
         parser.error("--normalization model: SimpleNet has no pretrained backbone statistics; "
@@ -158,7 +166,7 @@ def check_earlier_run(parser, args, run):
 
 def is_pretrained(args):
     """Whether the model starts from pretrained weights (which decides --normalization auto)."""
-    return args.weights is not None or (args.model == "XceptionBased" and not args.no_pretrained)
+    return args.weights is not None or args.pretrained or (args.model == "XceptionBased" and not args.no_pretrained)
 
 
 def optimizer_params(args):
@@ -250,7 +258,7 @@ def train(args, recipe, run):
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
     resuming = args.resume and run.last_path.exists()
     # fails fast; a resumed run's weights come from its checkpoint
-    model = build_model(args.model, pretrained=not (args.no_pretrained or resuming),
+    model = build_model(args.model, pretrained=is_pretrained(args) and not resuming,
                         weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
     splits = load_splits(args)
     config["data_digest"] = data_digest(splits)

@@ -82,25 +82,6 @@ def test_weights_of_another_model_are_refused(tmp_path):
         xception.build_xception_backbone(weights=tmp_path / "notes.pth")
 
 
-def test_pretrained_never_downloads_and_reads_the_hub_cache(monkeypatch, tmp_path):
-    import timm
-    real_create = timm.create_model
-
-    def no_download(name, pretrained=False, **kwargs):
-        assert not pretrained, "timm was asked to download weights"
-        return real_create(name, pretrained=False, **kwargs)
-    monkeypatch.setattr(timm, "create_model", no_download)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    cached = tmp_path / "checkpoints" / xception.IMAGENET_WEIGHTS_NAME
-    with pytest.raises(RuntimeError, match=f"{cached}.*--weights FILE.*--no-pretrained"):
-        get_xception_based_model(pretrained=True)
-    reference = xception.build_xception_backbone(pretrained=False)
-    cached.parent.mkdir()
-    torch.save(reference.state_dict(), cached)
-    loaded = xception.build_xception_backbone(pretrained=True)
-    assert torch.equal(loaded.fc.weight, reference.fc.weight)
-
-
 def test_a_resume_state_is_refused_naming_the_best_checkpoint(tiny_run):
     with pytest.raises(CheckpointError, match=r"_last.pt: the resume state of a run .* best checkpoint \(tiny_fakes_SimpleNet_Adam.pt\)"):
         load_trained_model(tiny_run["last"])

@@ -171,12 +171,14 @@ def test_unloadable_xception_weights_name_the_file(tiny_fakes, tmp_path, capsys)
 
 
 def test_local_weights_count_as_pretrained_for_the_normalization():
-    flags = {"model": "XceptionBased", "no_pretrained": True, "weights": None}
+    flags = {"model": "XceptionBased", "no_pretrained": True, "weights": None, "pretrained": False}
     assert not train_main.is_pretrained(SimpleNamespace(**flags))
     assert train_main.is_pretrained(SimpleNamespace(**{**flags, "weights": "xception.pth"}))
     assert train_main.is_pretrained(SimpleNamespace(**{**flags, "no_pretrained": False}))
-    assert train_main.is_pretrained(SimpleNamespace(model="timm:resnet18", no_pretrained=False, weights="r.pth"))
-    assert not train_main.is_pretrained(SimpleNamespace(model="timm:resnet18", no_pretrained=False, weights=None))
+    timm_flags = {**flags, "model": "timm:resnet18", "no_pretrained": False}
+    assert train_main.is_pretrained(SimpleNamespace(**{**timm_flags, "weights": "r.pth"}))
+    assert train_main.is_pretrained(SimpleNamespace(**{**timm_flags, "pretrained": True}))  # hub weights
+    assert not train_main.is_pretrained(SimpleNamespace(**timm_flags))
 
 
 def test_per_item_path_trains(tiny_fakes, tmp_path):
