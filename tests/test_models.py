@@ -133,6 +133,7 @@ def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatc
 
 @pytest.mark.parametrize("name", ["timm:resnet10t", "patch:resnet10t"])
 def test_drop_path_makes_training_passes_stochastic_and_evaluation_exact(name):
+    torch.manual_seed(1)  # fixed: the patch model has few blocks before stride 8, and at some seeds two passes drop alike
     images = torch.randn(2, 3, 64, 64)
     model = build_model(name, drop_path_rate=0.5)
     drop_rates = [module.drop_prob for module in model.modules() if type(module).__name__ == "DropPath"]

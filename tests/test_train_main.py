@@ -426,7 +426,8 @@ def test_run_names_share_one_out_dir_and_the_analysis_reads_them(tiny_fakes, tmp
               "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")]
     for seed in (0, 1):
         assert train_main.main(common + ["--seed", str(seed), "--run-name", f"tiny_s{seed}"]) == 0
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["tiny_s0.json", "tiny_s1.json"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "tiny_s0.json", "tiny_s0.yaml", "tiny_s1.json", "tiny_s1.yaml"]
     assert sorted(path.name for path in (tmp_path / "ck").iterdir()) == [
         "tiny_s0.pt", "tiny_s0_last.pt", "tiny_s1.pt", "tiny_s1_last.pt"]
     runs = [json.loads((tmp_path / "out" / f"tiny_s{seed}.json").read_text()) for seed in (0, 1)]
