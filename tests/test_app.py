@@ -112,8 +112,10 @@ def test_a_browser_uploads_a_face_and_reads_the_verdict(tiny_run, judge, tmp_pat
     face = sorted((tiny_run["dataset"] / "test" / "fake").glob("*.png"))[0]
     expected = judge[0](str(face))[0].split("\n\n")[1]  # the probability line, as the page must show it
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "big.png").write_bytes(os.urandom(1_500_000))
     port = free_port()
-    server = subprocess.Popen([sys.executable, "app.py", str(tiny_run["best"]), "--port", str(port)], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "app.py", str(tiny_run["best"]), "--port", str(port),
+                               "--max-upload-mb", "1"], cwd=ROOT,
                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     options = Options()
@@ -134,11 +136,13 @@ def test_a_browser_uploads_a_face_and_reads_the_verdict(tiny_run, judge, tmp_pat
         assert re.search(r"Verdict: (REAL|FAKE)", verdict)
         assert expected.replace("**", "") in verdict
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#overlay img"))
-        driver.get(url)  # a fresh page: a text file is refused with a message
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
-        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(tmp_path / "notes.txt"))
-        wait.until(lambda d: "Invalid file type: notes.txt" in d.find_element(By.TAG_NAME, "body").text)
-        assert "P(fake)" not in driver.find_element(By.ID, "verdict").text
+        for refused, message in (("notes.txt", "Invalid file type: notes.txt"),
+                                 ("big.png", 'exceed the maximum allowed size of 1.0 Mb: "big.png"')):
+            driver.get(url)  # a fresh page: the file is refused with a message
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+            driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(tmp_path / refused))
+            wait.until(lambda d: message in d.find_element(By.TAG_NAME, "body").text)
+            assert "P(fake)" not in driver.find_element(By.ID, "verdict").text
     finally:
         if driver is not None:
             driver.quit()
