@@ -271,10 +271,30 @@ def load_tensors(path, kind, fix):
         raise CheckpointError(f"{path}: not a loadable {kind} ({_load_failure_reason(error)}); {fix}") from None
 
 
+def load_safetensors(path, fix):
+    """The tensors of a ``.safetensors`` file (a format that holds tensors only, so nothing can run
+    code); CheckpointError naming the file and ``fix`` when it is missing or not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found; {fix}")
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(f"{path}: reading .safetensors needs the safetensors package: "
+                              "pip install safetensors") from None
+    try:
+        return load_file(path, device="cpu")
+    except Exception as error:  # safetensors' own SafetensorError, or an OSError
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise CheckpointError(f"{path}: not a loadable .safetensors file ({reason}); {fix}") from None
+
+
 def load_weights_file(path, fix, wrappers=("state_dict",)):
-    """Load a state dict (names to tensors) with ``load_tensors``, taken out of the first of the
-    ``wrappers`` keys that holds a dict; CheckpointError naming the file and ``fix`` when the
-    file is not loadable or holds no state dict."""
+    """Load a state dict (names to tensors) with ``load_tensors``, or ``load_safetensors`` for a
+    ``.safetensors`` file, taken out of the first of the ``wrappers`` keys that holds a dict;
+    CheckpointError naming the file and ``fix`` when the file is not loadable or holds no state dict."""
+    if Path(path).suffix == ".safetensors":
+        return load_safetensors(path, fix)
     state = load_tensors(path, "weights file", fix)
     wrapper = next((key for key in wrappers if isinstance(state, dict) and isinstance(state.get(key), dict)), None)
     state = state[wrapper] if wrapper else state

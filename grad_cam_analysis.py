@@ -20,6 +20,7 @@ from analysis_common import (AnalysisError, add_run_arguments, balanced_sample, 
                              save)
 from cli import ArgumentParser
 from explanation_scores import explain_dataset, format_scores_table, plot_mean_maps, summarize_scores
+from faces_dataset import Normalizer
 from models import SimpleNet
 
 EXPLAIN_CHOICES = ("predicted", "true", "fake", "real")
@@ -98,6 +99,16 @@ def explain_batch(images, labels, model, explain="predicted", layer=None):
         logits = model(images).float()
     classes = classes_to_explain(explain, labels, logits)
     return grad_cam_maps(images, model, classes, layer), classes.cpu().numpy(), torch.softmax(logits, 1)[:, 1].cpu().numpy()
+
+
+def explain_pixels(model, pixels, normalization, explain="fake", labels=None):
+    """(P(fake) per image, Grad-CAM overlays) of uint8 ``pixels`` (N x H x W x 3) under ``model``
+    with the input ``normalization``; ``labels`` only for ``explain="true"``."""
+    device = model_device(model)
+    images = Normalizer(*normalization, device)(torch.as_tensor(np.asarray(pixels)).permute(0, 3, 1, 2).to(device))
+    labels = torch.as_tensor(labels if labels is not None else [0] * len(images), device=device)
+    cams, _, fake_scores = explain_batch(images, labels, model, explain)
+    return fake_scores, np.stack([overlay(image, cam) for image, cam in zip(np.asarray(pixels), cams)])
 
 
 def overlay(pixels, cam):

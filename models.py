@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fileio import CheckpointError, load_weights_file, state_dict_mismatch
+from hub_weights import create_pretrained
 from runs import load_detector_checkpoint
 from xception import XCEPTION_MEAN, XCEPTION_STD, build_xception_backbone
 
@@ -83,11 +84,15 @@ class ModelNameError(ValueError):
 
 def create_timm(arch, drop_path_rate=0.0, **kwargs):
     """``timm.create_model(arch, **kwargs)``, with stochastic depth ``drop_path_rate`` when > 0
-    (ModelNameError when ``arch`` has none)."""
+    (ModelNameError when ``arch`` has none); ``pretrained=True`` downloads the weights once
+    through the hub (hub_weights.create_pretrained: WeightsUnavailableError when they cannot be had)."""
     import timm
     if drop_path_rate > 0:
         kwargs["drop_path_rate"] = drop_path_rate
     try:
+        if kwargs.get("pretrained") and "pretrained_cfg_overlay" not in kwargs:  # not a local state dict
+            kwargs.pop("pretrained")
+            return create_pretrained(arch, without=f"drop --pretrained to train {arch} from random weights", **kwargs)
         return timm.create_model(arch, **kwargs)
     except TypeError as error:
         if "drop_path_rate" not in str(error):
@@ -96,11 +101,12 @@ def create_timm(arch, drop_path_rate=0.0, **kwargs):
                              f"flag or choose an architecture with it (e.g. resnet18, efficientnet_b0)") from None
 
 
-def build_timm_model(arch, weights=None, drop_path_rate=0.0):
-    """timm's ``arch`` with a 2-way head: random weights, or ``weights`` (a state dict file of that
-    architecture, e.g. ``timm.create_model(arch, pretrained=True).state_dict()``; its classifier,
-    of another size, is replaced), and stochastic depth ``drop_path_rate``. Nothing is downloaded."""
-    model = create_timm(arch, drop_path_rate, pretrained=False, num_classes=2)
+def build_timm_model(arch, weights=None, drop_path_rate=0.0, pretrained=False):
+    """timm's ``arch`` with a 2-way head: random weights, ``weights`` (a state dict file of that
+    architecture, e.g. ``timm.create_model(arch, pretrained=True).state_dict()``, or .safetensors;
+    its classifier, of another size, is replaced), or with ``pretrained`` timm's own pretrained
+    weights (downloaded once through the hub); and stochastic depth ``drop_path_rate``."""
+    model = create_timm(arch, drop_path_rate, pretrained=pretrained and weights is None, num_classes=2)
     if weights is not None:
         heads = model.pretrained_cfg.get("classifier", "fc")  # a name, or a tuple (e.g. DeiT's head, head_dist)
         prefixes = tuple(f"{head}." for head in ((heads,) if isinstance(heads, str) else heads))
@@ -115,7 +121,7 @@ class PatchDetector(nn.Module):
     detectable?"). Local artifacts count wherever they are; the image-level layout cannot be learnt.
     """
 
-    def __init__(self, arch, stride=8, weights=None, drop_path_rate=0.0):
+    def __init__(self, arch, stride=8, weights=None, drop_path_rate=0.0, pretrained=False):
         super().__init__()
         import timm
         try:
@@ -127,7 +133,7 @@ class PatchDetector(nn.Module):
             raise ModelNameError(f"-m {PATCH_PREFIX}{arch}@{stride}: {arch} has no stage of output stride {stride}; "
                                  f"choose @STRIDE with STRIDE one of {sorted(set(reductions))}")
         stage = reductions.index(stride)
-        loaded = {}
+        loaded = dict(pretrained=pretrained)  # timm's own weights, through the hub
         if weights is not None:  # checked on the whole network; the cut one often renames its layers (stem.0 -> stem_0)
             full = build_timm_model(arch, weights)
             loaded = dict(pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()))
@@ -153,7 +159,8 @@ def load_timm_weights(model, arch, weights, replaced):
     ``model`` key) into ``model`` in place. Keys for which ``replaced(key)`` is true and whose
     shape differs (a classifier of another size) are left as they are. Raises CheckpointError
     naming the file when it is not such a state dict."""
-    fix = f"pass weights saved with torch.save(timm.create_model('{arch}').state_dict(), FILE)"
+    fix = (f"pass weights saved with torch.save(timm.create_model('{arch}').state_dict(), FILE) "
+           "or a .safetensors file of them")
     state = load_weights_file(weights, fix, wrappers=("state_dict", "model"))
     own = model.state_dict()
     state = {key: value for key, value in state.items()
@@ -182,19 +189,21 @@ def has_global_pooling(name):
     return name != "SimpleNet"
 
 
-def build_model(name, pretrained=True, weights=None, drop_path_rate=0.0):
+def build_model(name, pretrained=None, weights=None, drop_path_rate=0.0):
     """The detector called ``name`` (MODEL_NAMES, ``timm:ARCH`` or ``patch:ARCH[@STRIDE]``); only
-    that model is built. A timm or patch model starts from random weights unless ``weights``
-    (a local state dict file of ARCH) is given, with stochastic depth ``drop_path_rate``."""
+    that model is built, with stochastic depth ``drop_path_rate``. Its starting weights: ``weights``
+    (a local state dict file of ARCH, or of Xception), else pretrained ones downloaded once
+    through the hub when ``pretrained`` (None: XceptionBased pretrained, timm and patch models
+    random), else random."""
     if name.startswith(TIMM_PREFIX):
-        return build_timm_model(name[len(TIMM_PREFIX):], weights, drop_path_rate)
+        return build_timm_model(name[len(TIMM_PREFIX):], weights, drop_path_rate, pretrained=bool(pretrained))
     if name.startswith(PATCH_PREFIX):
         arch, stride = parse_patch_name(name)
-        return PatchDetector(arch, stride, weights, drop_path_rate)
+        return PatchDetector(arch, stride, weights, drop_path_rate, pretrained=bool(pretrained))
     if name == "SimpleNet":
         return SimpleNet()
     if name == "XceptionBased":
-        return get_xception_based_model(pretrained=pretrained, weights=weights)
+        return get_xception_based_model(pretrained=pretrained is not False, weights=weights)
     raise ValueError(f"unknown model {name!r}; {model_name_error(name)}")
 
 

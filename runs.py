@@ -3,9 +3,9 @@ the metrics JSON and checkpoint layouts (each with a ``format_version``), the ru
 must pass, the operating threshold, and the lock a running run holds on its name.
 
 A run's name is ``--run-name``, by default ``{dataset}_{model}_{optimizer}`` (``:`` in timm
-model names written ``-``). Its files: ``{out_dir}/{name}.json`` (metrics),
-``{checkpoint_dir}/{name}.pt`` (best epoch on validation), ``{name}_last.pt`` (for --resume)
-and, while it runs, ``.{name}.lock``. Files written before ``format_version`` existed are
+model names written ``-``). Its files: ``{out_dir}/{name}.json`` (metrics), ``{out_dir}/{name}.yaml``
+(its config), ``{checkpoint_dir}/{name}.pt`` (best epoch on validation), ``{name}_last.pt`` (for
+--resume) and, while it runs, ``.{name}.lock``. Files written before ``format_version`` existed are
 version 1 and still load.
 """
 import math
@@ -31,7 +31,7 @@ RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]*")
 RESUME_MAY_DIFFER = {"device", "workers", "no_cache", "cache_dir", "strict", "amp", "autocast", "channels_last",
                      "compile", "deterministic", "resume", "overwrite", "checkpoint_interval", "out_dir",
                      "checkpoint_dir", "data_root", "dataset", "dataset_path", "recipe_overrides", "weights",
-                     "no_pretrained"}
+                     "no_pretrained", "pretrained", "config", "tensorboard"}
 
 
 class RunLockedError(RuntimeError):
@@ -73,6 +73,16 @@ class Run:
     @property
     def json_path(self):
         return self.out_dir / f"{self.name}.json"
+
+    @property
+    def config_path(self):
+        """The run's full config as YAML (``train_main.py --config`` reads it back)."""
+        return self.out_dir / f"{self.name}.yaml"
+
+    @property
+    def tensorboard_dir(self):
+        """Where ``--tensorboard`` without a folder writes the run's events."""
+        return self.out_dir / "tb" / self.name
 
     @property
     def best_path(self):

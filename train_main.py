@@ -17,37 +17,47 @@ every recipe flag given on the command line overrides its recipe value, and the 
 and ``checkpoints/{run}_last.pt`` (everything needed for ``--resume``, written about every
 ``--checkpoint-interval`` seconds, at every new best epoch and at the end); runs.py defines them.
 """
+import contextlib
 import hashlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
 
 from augment import IMAGE_SIZE
 from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
+from config_file import config_defaults, write_config
 from faces_dataset import (LANDMARKS_FILE, SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset,
                            drop_unreadable, landmarks_tensor, place_images)
 from fileio import CheckpointError, WriteError, check_output_path
+from hub_weights import WeightsUnavailableError
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, precision_settings,
                     resolve_device)
 from recipe import DEFAULT_RECIPE, RECIPE_NAMES, add_recipe_arguments, apply_recipe, resolve_normalization
 from runs import RunLockedError
 from trainer import NonFiniteLossError, Runtime, Trainer, format_history_table, seed_everything
-from xception import WeightsUnavailableError
 
 
 def parse_args(argv=None):
     """(checked arguments, the Recipe, the Run); exits 2 with a one-line fix on bad input."""
     parser = ArgumentParser(description=__doc__)
     run_group = add_run_flags(parser, training=True)
+    run_group.add_argument("--config", default=None, metavar="FILE",
+                           help="YAML file of settings (or a run's out/{run}.yaml or .json) that sets this "
+                                "command's defaults; flags given here override it")
     run_group.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
                            help=f"training recipe the recipe flags default to (default: {DEFAULT_RECIPE})")
     run_group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run_group.add_argument("--weights", default=None,
-                           help="local pretrained weights: ImageNet Xception (timm or Cadene layout) for "
-                                "XceptionBased, or a state dict of the timm architecture for timm:ARCH and "
-                                "patch:ARCH (whose head is replaced)")
+                           help="local pretrained weights (a torch state dict or .safetensors): ImageNet Xception "
+                                "(timm or Cadene layout) for XceptionBased, or a state dict of the timm "
+                                "architecture for timm:ARCH and patch:ARCH (whose head is replaced)")
+    run_group.add_argument("--pretrained", action="store_true",
+                           help="timm:ARCH and patch:ARCH from timm's pretrained weights, downloaded once through "
+                                "the Hugging Face hub into its cache (XceptionBased starts from them by default)")
     run_group.add_argument("--no-pretrained", action="store_true",
-                           help="XceptionBased from random weights (timm and patch models are random without --weights)")
+                           help="XceptionBased from random weights (timm and patch models are random without "
+                                "--pretrained or --weights)")
     run_group.add_argument("--train-fraction", type=float, default=1.0, metavar="F",
                            help="train on an evenly spaced fraction F of each class's training images (file order; "
                                 "0.5 = every second one), for learning curves; validation and test stay whole "
@@ -73,10 +83,17 @@ def parse_args(argv=None):
     outputs = parser.add_argument_group("outputs and resume")
     outputs.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     outputs.add_argument("--overwrite", action="store_true", help="replace an earlier run's results")
+    outputs.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                         help="log every step's loss and learning rate, every epoch's metrics and the best epoch's "
+                              "ROC curve and Grad-CAM sample to TensorBoard in DIR (default DIR: "
+                              "{out-dir}/tb/{run}); off without the flag")
     outputs.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
                          help="write the last checkpoint (for --resume) after the first epoch ending SECONDS after "
                               "its last write, at every new best epoch and at the end; a killed run redoes up to "
                               "SECONDS plus the epoch in progress. 0 = after every epoch (default: 60)")
+    config_path = config_flag(argv)
+    if config_path is not None:  # the file's settings become the defaults, so the command line overrides them
+        parser.set_defaults(**config_defaults(parser, config_path))
     args = parser.parse_args(argv)
     recipe = apply_recipe(args, parser.error)
     check_values(parser, args)
@@ -92,8 +109,19 @@ def parse_args(argv=None):
     for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir"):
         check_output_path(parser, flag, getattr(args, flag[2:].replace("-", "_")), inputs, folder=True)
     run = check_run_flags(parser, args, args.dataset_path, optimizer_params(args))
+    if args.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        parser.error("--tensorboard needs the tensorboard package: pip install 'tensorboard>=2.14', or drop the flag")
+    if args.tensorboard is not None:
+        check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, folder=True)
     check_earlier_run(parser, args, run)
     return args, recipe, run
+
+
+def config_flag(argv):
+    """The --config FILE of ``argv`` (None without one), read before the other flags (which it sets defaults of)."""
+    pre_parser = ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", default=None)
+    return pre_parser.parse_known_args(argv)[0].config
 
 
 def check_values(parser, args):
@@ -108,8 +136,12 @@ def check_values(parser, args):
     if args.drop_path and not args.model.startswith((TIMM_PREFIX, PATCH_PREFIX)):
         parser.error(f"--drop-path: {args.model} has no stochastic depth; use a {TIMM_PREFIX}ARCH or "
                      f"{PATCH_PREFIX}ARCH model or drop the flag")
-    if args.weights is not None and args.model == "SimpleNet":
-        parser.error("--weights: SimpleNet has no pretrained weights to load; drop the flag or choose "
+    if args.pretrained and (args.no_pretrained or args.weights is not None):
+        parser.error(f"--pretrained and {'--no-pretrained' if args.no_pretrained else '--weights'} contradict each "
+                     "other: --pretrained loads timm's weights from the hub; pass one")
+    if (args.weights is not None or args.pretrained) and args.model == "SimpleNet":
+        flag = "--weights" if args.weights is not None else "--pretrained"
+        parser.error(f"{flag}: SimpleNet has no pretrained weights to load; drop the flag or choose "
                      f"XceptionBased, {TIMM_PREFIX}ARCH or {PATCH_PREFIX}ARCH")
     if args.normalization == "model" and args.model == "SimpleNet":
         parser.error("--normalization model: SimpleNet has no pretrained backbone statistics; "
@@ -140,7 +172,7 @@ def check_earlier_run(parser, args, run):
 
 def is_pretrained(args):
     """Whether the model starts from pretrained weights (which decides --normalization auto)."""
-    return args.weights is not None or (args.model == "XceptionBased" and not args.no_pretrained)
+    return args.weights is not None or args.pretrained or (args.model == "XceptionBased" and not args.no_pretrained)
 
 
 def optimizer_params(args):
@@ -237,7 +269,7 @@ def build(args, run):
     """The model, seeded; a resumed run's weights come from its checkpoint, so none are loaded for it."""
     seed_everything(args.seed, args.deterministic)
     resuming = args.resume and run.last_path.exists()
-    return build_model(args.model, pretrained=not (args.no_pretrained or resuming),
+    return build_model(args.model, pretrained=is_pretrained(args) and not resuming,
                        weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
 
 
@@ -251,11 +283,24 @@ def train(args, recipe, run, model):
     normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), splits[0])
     print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")
     config["normalization_mean_std"] = [list(normalization[0]), list(normalization[1])]
+    write_config(run.config_path, config)  # --config this file repeats the run
     runtime = Runtime(device=args.device, autocast_dtype=autocast_dtype, channels_last=channels_last,
                       compile=args.compile, workers=args.workers if args.no_cache and args.workers else 0,
                       seed=args.seed, checkpoint_interval=args.checkpoint_interval)
-    trainer = Trainer(model, splits, run, recipe, runtime, normalization, config)
-    return trainer.run(recipe.epochs, resume=args.resume)
+    with open_logger(args.tensorboard, run) as logger:
+        trainer = Trainer(model, splits, run, recipe, runtime, normalization, config, logger)
+        return trainer.run(recipe.epochs, resume=args.resume)
+
+
+def open_logger(tensorboard, run):
+    """The TensorBoard logger of ``--tensorboard`` (a context manager; None inside without the flag)."""
+    if tensorboard is None:
+        return contextlib.nullcontext()
+    from tensorboard_log import TensorBoardLogger  # only when asked: training needs no tensorboard package
+
+    log_dir = Path(tensorboard or run.tensorboard_dir)  # "" (the flag alone): the run's own folder
+    print(f"TensorBoard events: {log_dir} (view: tensorboard --logdir {log_dir.parent})")
+    return TensorBoardLogger(log_dir)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ class Trainer:
     ``selection_metric``) and the weight average (``ema``: validation, test and the best checkpoint
     then use a WeightAverage of the weights). The splits are ``FacesDataset`` (per-item PIL path)
     or ``DecodedFaces`` (decoded cache, augmented in bulk on the device); see
-    ``faces_dataset.make_batches``. ``normalization`` is the input (mean, std).
+    ``faces_dataset.make_batches``. ``normalization`` is the input (mean, std). An optional
+    ``logger`` (tensorboard_log.TensorBoardLogger) gets ``step(step, loss, lr)`` after every
+    optimizer step and ``epoch(trainer, record, improved)`` after every epoch.
 
     Accuracies and the validation and test losses are exact per-sample means; the validation and
     test loss is plain cross-entropy whatever the training loss (smoothed or weighted), so runs
@@ -110,10 +112,11 @@ class Trainer:
     """
 
     def __init__(self, model, splits, run, recipe=Recipe(), runtime=Runtime(), normalization=SYMMETRIC_NORMALIZATION,
-                 config=None):
+                 config=None, logger=None):
         self.train_dataset, self.validation_dataset, self.test_dataset = splits
         self.run_files, self.recipe, self.runtime, self.normalization = run, recipe, runtime, normalization
         self.config = dict(config or {})
+        self.logger = logger  # e.g. tensorboard_log.TensorBoardLogger: step(...) every step, epoch(...) every epoch
         self.device = torch.device(runtime.device)
         memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
@@ -170,6 +173,8 @@ class Trainer:
             while self.epoch < epochs and not self.history.get("stopped_early"):
                 record, validation = self.train_and_evaluate_one_epoch()
                 improved = self.record_epoch(record)
+                if self.logger is not None:
+                    self.logger.epoch(self, record, improved)
                 self.write_checkpoints(validation, improved, epochs)
                 write_json(self.run_files.json_path, self.history)
                 print(format_epoch(self.epoch, epochs, record))
@@ -204,6 +209,7 @@ class Trainer:
         train_loss, train_acc = self.train_one_epoch()
         train_seconds = time.perf_counter() - start
         val, test = self.evaluate(self.validation_dataset), self.evaluate(self.test_dataset)
+        self.evaluations = {"val": val, "test": test}  # the last epoch's scores, for the logger
         record = {"train_loss": train_loss, "train_acc": train_acc,
                   "val_loss": val["loss"], "val_acc": val["accuracy"], "val_auc": val["auc"],
                   "val_balanced_acc": val["balanced_accuracy"],
@@ -264,6 +270,8 @@ class Trainer:
             if self.recipe.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.clip_grad_norm)
             self.optimizer.step()
+            if self.logger is not None:  # before the scheduler moves on: the rate this step used
+                self.logger.step(self.steps, loss.detach(), self.optimizer.param_groups[0]["lr"])
             if self.scheduler is not None:
                 self.scheduler.step()
             if self.average is not None:

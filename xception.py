@@ -1,17 +1,11 @@
 """The Xception backbone (timm's ``legacy_xception``, 22,855,952 parameters with its 1000-class fc)."""
 from pathlib import Path
 
-import torch
-
 from fileio import CheckpointError, load_weights_file, state_dict_mismatch
+from hub_weights import create_pretrained
 
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
-IMAGENET_WEIGHTS_NAME = "xception-43020ad28.pth"  # the file name of timm's legacy_xception weights
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but cannot be had offline."""
 
 
 def _to_timm_layout(state_dict):
@@ -32,7 +26,7 @@ def _to_timm_layout(state_dict):
 def load_xception_weights(model, weights):
     """Load a local ImageNet Xception state dict (timm or Cadene key layout) into ``model``."""
     path = Path(weights)
-    fix = "pass ImageNet Xception weights (a state dict saved with torch.save) to --weights"
+    fix = "pass ImageNet Xception weights (a state dict saved with torch.save, or .safetensors) to --weights"
     state_dict = load_weights_file(path, fix)
     try:
         model.load_state_dict(_to_timm_layout(state_dict))
@@ -42,28 +36,19 @@ def load_xception_weights(model, weights):
     return model
 
 
-def cached_imagenet_weights():
-    """Where timm keeps the ImageNet ``legacy_xception`` weights it downloads (torch hub's cache)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS_NAME
-
-
 def build_xception_backbone(pretrained=False, weights=None):
     """timm's legacy_xception with its 1000-class ``fc``.
 
-    ``weights``: a local state dict file (timm or Cadene layout), loaded whatever
-    ``pretrained`` says. ``pretrained`` without ``weights``: the ImageNet weights from torch
-    hub's cache (``cached_imagenet_weights()``), never downloaded; when they are not there this
-    raises WeightsUnavailableError naming ``--weights FILE`` and ``--no-pretrained`` rather
-    than falling back to random weights.
+    ``weights``: a local state dict file (timm or Cadene layout, or .safetensors), loaded
+    whatever ``pretrained`` says. ``pretrained`` without ``weights``: timm's ImageNet weights,
+    downloaded once into torch hub's cache (``~/.cache/torch/hub/checkpoints/xception-43020ad28.pth``)
+    and read from it after (hub_weights.create_pretrained); when they cannot be had this raises
+    WeightsUnavailableError naming ``--weights FILE`` and ``--no-pretrained`` rather than
+    falling back to random weights.
     """
     import timm
 
     if weights is None and pretrained:
-        weights = cached_imagenet_weights()
-        if not weights.is_file():
-            raise WeightsUnavailableError(
-                f"ImageNet Xception weights are not in {weights} and are never downloaded at run time; "
-                "pass a local file with --weights FILE (timm 'legacy_xception' or Cadene 'xception' "
-                f"state dict, e.g. {IMAGENET_WEIGHTS_NAME}) or train from random weights with --no-pretrained")
+        return create_pretrained("legacy_xception", without="train from random weights with --no-pretrained")
     model = timm.create_model("legacy_xception", pretrained=False)
     return model if weights is None else load_xception_weights(model, weights)

@@ -82,25 +82,6 @@ def test_weights_of_another_model_are_refused(tmp_path):
         xception.build_xception_backbone(weights=tmp_path / "notes.pth")
 
 
-def test_pretrained_never_downloads_and_reads_the_hub_cache(monkeypatch, tmp_path):
-    import timm
-    real_create = timm.create_model
-
-    def no_download(name, pretrained=False, **kwargs):
-        assert not pretrained, "timm was asked to download weights"
-        return real_create(name, pretrained=False, **kwargs)
-    monkeypatch.setattr(timm, "create_model", no_download)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    cached = tmp_path / "checkpoints" / xception.IMAGENET_WEIGHTS_NAME
-    with pytest.raises(RuntimeError, match=f"{cached}.*--weights FILE.*--no-pretrained"):
-        get_xception_based_model(pretrained=True)
-    reference = xception.build_xception_backbone(pretrained=False)
-    cached.parent.mkdir()
-    torch.save(reference.state_dict(), cached)
-    loaded = xception.build_xception_backbone(pretrained=True)
-    assert torch.equal(loaded.fc.weight, reference.fc.weight)
-
-
 def test_a_resume_state_is_refused_naming_the_best_checkpoint(tiny_run):
     with pytest.raises(CheckpointError, match=r"_last.pt: the resume state of a run .* best checkpoint \(tiny_fakes_SimpleNet_Adam.pt\)"):
         load_trained_model(tiny_run["last"])
@@ -154,7 +135,7 @@ def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatc
 
 @pytest.mark.parametrize("name", ["timm:resnet10t", "patch:resnet10t"])
 def test_drop_path_makes_training_passes_stochastic_and_evaluation_exact(name):
-    torch.manual_seed(1)  # two passes drop the same paths with a small chance: make the draw fixed
+    torch.manual_seed(1)  # fixed: the patch model has few blocks before stride 8, and at some seeds two passes drop alike
     images = torch.randn(2, 3, 64, 64)
     model = build_model(name, drop_path_rate=0.5)
     drop_rates = [module.drop_prob for module in model.modules() if type(module).__name__ == "DropPath"]

@@ -136,9 +136,15 @@ def test_a_full_disk_stops_training_with_one_line_and_the_run_resumes(dataset_co
     assert len(json.loads((tmp_path / "out" / "copy_SimpleNet_Adam.json").read_text())["train_loss"]) == 2
 
 
-def test_a_full_disk_under_the_json_says_so_and_keeps_the_checkpoints(dataset_copy, tmp_path, small_filesystems, capsys):
+def test_a_full_disk_under_the_json_says_so_and_keeps_the_checkpoints(dataset_copy, tmp_path, small_filesystems, capsys,
+                                                                     monkeypatch):
     out = small_filesystems.mount("out", size_kib=64)
     small_filesystems.fill(out)
+    assert train(dataset_copy, tmp_path, "--out-dir", str(out)) == 1  # the config YAML, written first, fails first
+    error = error_line(capsys.readouterr().err)
+    assert error.startswith(f"error: {out}/copy_SimpleNet_Adam.yaml: disk full writing it (0 bytes free on {out}); "
+                            "free some space; no epoch was saved: run the same command again"), error
+    monkeypatch.setattr(train_main, "write_config", lambda path, config: None)  # on to the JSON after the epoch
     assert train(dataset_copy, tmp_path, "--out-dir", str(out)) == 1
     error = error_line(capsys.readouterr().err)
     assert error.startswith(f"error: {out}/copy_SimpleNet_Adam.json: disk full writing it (0 bytes free on {out}); "

@@ -172,12 +172,14 @@ def test_unloadable_xception_weights_name_the_file(tiny_fakes, tmp_path, capsys)
 
 
 def test_local_weights_count_as_pretrained_for_the_normalization():
-    flags = {"model": "XceptionBased", "no_pretrained": True, "weights": None}
+    flags = {"model": "XceptionBased", "no_pretrained": True, "weights": None, "pretrained": False}
     assert not train_main.is_pretrained(SimpleNamespace(**flags))
     assert train_main.is_pretrained(SimpleNamespace(**{**flags, "weights": "xception.pth"}))
     assert train_main.is_pretrained(SimpleNamespace(**{**flags, "no_pretrained": False}))
-    assert train_main.is_pretrained(SimpleNamespace(model="timm:resnet18", no_pretrained=False, weights="r.pth"))
-    assert not train_main.is_pretrained(SimpleNamespace(model="timm:resnet18", no_pretrained=False, weights=None))
+    timm_flags = {**flags, "model": "timm:resnet18", "no_pretrained": False}
+    assert train_main.is_pretrained(SimpleNamespace(**{**timm_flags, "weights": "r.pth"}))
+    assert train_main.is_pretrained(SimpleNamespace(**{**timm_flags, "pretrained": True}))  # hub weights
+    assert not train_main.is_pretrained(SimpleNamespace(**timm_flags))
 
 
 def test_per_item_path_trains(tiny_fakes, tmp_path):
@@ -425,7 +427,8 @@ def test_run_names_share_one_out_dir_and_the_analysis_reads_them(tiny_fakes, tmp
               "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")]
     for seed in (0, 1):
         assert train_main.main(common + ["--seed", str(seed), "--run-name", f"tiny_s{seed}"]) == 0
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["tiny_s0.json", "tiny_s1.json"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "tiny_s0.json", "tiny_s0.yaml", "tiny_s1.json", "tiny_s1.yaml"]
     assert sorted(path.name for path in (tmp_path / "ck").iterdir()) == [
         "tiny_s0.pt", "tiny_s0_last.pt", "tiny_s1.pt", "tiny_s1_last.pt"]
     runs = [json.loads((tmp_path / "out" / f"tiny_s{seed}.json").read_text()) for seed in (0, 1)]
