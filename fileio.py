@@ -184,7 +184,7 @@ def output_problem(path, inputs=(), folder=False, whole=False):
     if not existing.is_dir():
         return f"cannot create the folder ({existing} is a file); choose another path"
     if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot create or write the folder ({existing}: permission denied); choose another path"
+        return f"cannot create or write the folder ({existing}: not writable, or a read-only filesystem); choose another path"
     return None
 
 

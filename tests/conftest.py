@@ -77,6 +77,9 @@ class SmallFilesystems:
         self.mounted.append(folder)
         return folder
 
+    def read_only(self, folder):
+        self._mount("-o", "remount,ro", "tmpfs", str(folder))
+
     def resize(self, folder, size_kib):
         self._mount("-o", f"remount,size={size_kib}k", "tmpfs", str(folder))
 

@@ -379,3 +379,18 @@ def test_training_and_analysis_outputs_may_not_go_into_the_dataset_splits(tiny_r
                                         "--checkpoint-dir", tiny_run["checkpoint_dir"], "--device", "cpu",
                                         "--figures-dir", dataset / "test"], capsys)
     assert f"--figures-dir {dataset / 'test'}: is this command's input {dataset / 'test'}" in error
+
+
+def test_a_build_onto_a_file_or_a_read_only_mount_stops_before_any_face_detection(photos, tmp_path, capsys,
+                                                                                small_filesystems, monkeypatch):
+    import build_faces_dataset as build
+    monkeypatch.setattr(build, "crop_source", lambda *args: pytest.fail("faces were detected before the refusal"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    sources = ["--real", photos, "--fake", tmp_path / "elsewhere"]
+    error = expect_exit_2(build.main, [*sources, "-o", a_file], capsys)
+    assert f"--output {a_file}: is a file; give a folder" in error
+    mount = small_filesystems.mount("read_only", 256)
+    small_filesystems.read_only(mount)
+    error = expect_exit_2(build.main, [*sources, "-o", mount / "faces"], capsys)
+    assert f"--output {mount / 'faces'}: cannot create or write the folder ({mount}: not writable, or a read-only" in error
