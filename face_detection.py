@@ -201,10 +201,18 @@ class FaceCropper:
         self.detector = DlibDetector() if detector == "dlib" else HaarDetector()
         self.min_face, self.enlarge, self.size, self.align = min_face, enlarge, size, align
 
+    def __reduce__(self):
+        """Pickled as its settings (dlib's models do not pickle): a worker process rebuilds its own detector."""
+        return FaceCropper, (self.min_face, self.enlarge, self.size, self.name, self.align)
+
+    def faces(self, rgb):
+        """Every face found: a list of ``(box, landmarks)``, box ``(x, y, w, h)`` and landmarks in image pixels
+        (landmarks None for haar)."""
+        return self.detector.faces(rgb, self.min_face)
+
     def largest_face(self, rgb):
-        """``(box, landmarks)`` of the largest face (box ``(x, y, w, h)`` and landmarks in image pixels;
-        landmarks None for haar), or None when no face is found."""
-        faces = self.detector.faces(rgb, self.min_face)
+        """``(box, landmarks)`` of the largest face, or None when no face is found."""
+        faces = self.faces(rgb)
         return max(faces, key=lambda face: face[0][2] * face[0][3]) if faces else None
 
     def square(self, box):
@@ -219,8 +227,9 @@ class FaceCropper:
         square = Image.fromarray(rgb).crop((left, top, left + side, top + side))
         return square.resize((self.size, self.size), Image.BILINEAR)
 
-    def face(self, rgb):
-        found = self.largest_face(rgb)
+    def face(self, rgb, found=None):
+        """The ``Face`` of ``found`` (a ``(box, landmarks)`` of ``faces``), by default the largest face; None when none."""
+        found = found or self.largest_face(rgb)
         if found is None:
             return None
         box, landmarks = found
@@ -240,3 +249,50 @@ class FaceCropper:
     def __call__(self, rgb):
         face = self.face(rgb)
         return None if face is None else (face.crop, face.box)
+
+
+TRACK_MIN_OVERLAP = 0.2  # intersection over union with the last box that counts as the same face
+TRACK_MAX_SHIFT = 1.0  # else: a centre at most this many box sides from the last centre
+
+
+def overlap(box, other):
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    width = min(box[0] + box[2], other[0] + other[2]) - max(box[0], other[0])
+    height = min(box[1] + box[3], other[1] + other[3]) - max(box[1], other[1])
+    common = max(0, width) * max(0, height)
+    return common / (box[2] * box[3] + other[2] * other[3] - common)
+
+
+def centre_shift(box, other):
+    """Distance between the centres of two boxes, in sides of ``box``."""
+    return math.dist((box[0] + box[2] / 2, box[1] + box[3] / 2),
+                     (other[0] + other[2] / 2, other[1] + other[3] / 2)) / max(box[2], box[3])
+
+
+class FaceTrack:
+    """One face followed through the frames of a video, so that a passer-by does not replace the speaker.
+
+    ``track(faces)`` takes the ``(box, landmarks)`` found in the next frame (``FaceCropper.faces``) and
+    returns the one that is the tracked face, or None. The first frame with a face starts the track
+    on its largest face. In later frames the tracked face is the one overlapping the last tracked box
+    most (intersection over union >= TRACK_MIN_OVERLAP); when none overlaps that much, the one whose
+    centre is nearest the last centre, if within TRACK_MAX_SHIFT box sides (sampled frames can be a
+    second or more apart); else none (the frame has no tracked face and the track keeps its last box).
+    """
+
+    def __init__(self):
+        self.box = None
+
+    def __call__(self, faces):
+        if not faces:
+            return None
+        if self.box is None:
+            chosen = max(faces, key=lambda face: face[0][2] * face[0][3])
+        else:
+            chosen = max(faces, key=lambda face: overlap(self.box, face[0]))
+            if overlap(self.box, chosen[0]) < TRACK_MIN_OVERLAP:
+                chosen = min(faces, key=lambda face: centre_shift(self.box, face[0]))
+                if centre_shift(self.box, chosen[0]) > TRACK_MAX_SHIFT:
+                    return None
+        self.box = chosen[0]
+        return chosen

@@ -216,7 +216,7 @@ def test_overwrite_replaces_an_earlier_build_only_when_the_new_one_is_whole(buil
     monkeypatch.setattr(build, "crop_source", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # killed while building
         build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
-                    "--overwrite", "--no-progress"])
+                    "--overwrite", "--workers", "1", "--no-progress"])  # in this process, where the patch is
     assert (copy / "manifest.csv").read_bytes() == before
     assert sorted(p.name for p in (copy / "train" / "real").iterdir()) == sorted(
         p.name for p in (out / "train" / "real").iterdir())
