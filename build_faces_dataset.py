@@ -4,9 +4,9 @@
 
 Every photo, and ``--frames`` evenly spaced frames (or ``--fps`` frames a second) of every
 video (.mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg, read with OpenCV), is searched for its
-largest face; in a video, the largest face of the first frame with one is then followed
-from frame to frame (face_detection.FaceTrack: the face overlapping its last box, else the
-nearest within a box side), so a passer-by does not replace the speaker (see
+largest face; in a video, the faces are linked from frame to frame (by box overlap, else
+centre distance) and the one seen in the most frames is cropped (face_detection.face_track),
+so a passer-by does not replace the speaker (see
 face_detection.py: dlib's HOG detector and 68 landmarks when installed, else OpenCV's Haar
 cascade; ``--detector`` chooses; square crop enlarged 1.3x, 256x256, eyes levelled first
 with ``--align``). The crops are written as PNG to ``<out>/{train,val,test}/{real,fake}/``,
@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cli import ArgumentParser
-from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, FaceTrack, read_photo
+from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, face_track, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, LANDMARKS_FILE, SPLITS, DatasetError
 from fileio import atomic_write
 
@@ -210,7 +210,7 @@ def source_groups(sources, group_by, explicit=None):
 def crop_source(path, cropper, frames, fps=None):
     """Manifest rows for one source: one per face found (with the crop as ``crop`` and its landmarks
     in crop pixels as ``landmarks``), one per frame or photo without a face, or a single 'unreadable' row.
-    The frames of a video follow one face (face_detection.FaceTrack): a frame without it is 'no face'."""
+    The frames of a video give one face (face_detection.face_track): a frame without it is 'no face'."""
     base = {"source": str(path), "frame": None, "face_box": None, "crop": None, "landmarks": None,
             "detector": cropper.name, "angle": None}
     is_video = path.suffix.lower() in VIDEO_EXTENSIONS
@@ -218,11 +218,11 @@ def crop_source(path, cropper, frames, fps=None):
         images = video_frames(path, frames, fps) if is_video else [(None, read_photo(path))]
     except DatasetError as error:
         return [dict(base, status=f"unreadable: {str(error).removeprefix(f'{path}: ')}")]
-    rows, track = [], FaceTrack()
-    for frame, rgb in images:
+    tracked = face_track([cropper.faces(rgb) for _, rgb in images]) if is_video else [None]
+    rows = []
+    for (frame, rgb), found in zip(images, tracked):
         if is_video:
-            tracked = track(cropper.faces(rgb))
-            face = None if tracked is None else cropper.face(rgb, tracked)
+            face = None if found is None else cropper.face(rgb, found)
         else:
             face = cropper.face(rgb)
         rows.append(dict(base, frame=frame, status="no face") if face is None else

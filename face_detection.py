@@ -252,7 +252,8 @@ class FaceCropper:
 
 
 TRACK_MIN_OVERLAP = 0.2  # intersection over union with the last box that counts as the same face
-TRACK_MAX_SHIFT = 1.0  # else: a centre at most this many box sides from the last centre
+TRACK_MAX_SHIFT = 2.0  # else: a centre at most this many box sides from the last centre (sampled frames are far apart)
+TRACK_MAX_RESIZE = 1.5  # ... and a side at most this many times larger or smaller than the last box's
 
 
 def overlap(box, other):
@@ -269,30 +270,40 @@ def centre_shift(box, other):
                      (other[0] + other[2] / 2, other[1] + other[3] / 2)) / max(box[2], box[3])
 
 
-class FaceTrack:
-    """One face followed through the frames of a video, so that a passer-by does not replace the speaker.
+def continues(box, last_box):
+    """How well ``box`` continues a track whose last box is ``last_box``: ``(True, overlap)`` when they overlap
+    enough, ``(False, -centre shift)`` when the centre is near enough and the size similar, None when it does
+    not continue it (the larger the better)."""
+    if overlap(last_box, box) >= TRACK_MIN_OVERLAP:
+        return True, overlap(last_box, box)
+    shift, resize = centre_shift(last_box, box), max(box[2], box[3]) / max(last_box[2], last_box[3])
+    return (False, -shift) if shift <= TRACK_MAX_SHIFT and 1 / TRACK_MAX_RESIZE <= resize <= TRACK_MAX_RESIZE else None
 
-    ``track(faces)`` takes the ``(box, landmarks)`` found in the next frame (``FaceCropper.faces``) and
-    returns the one that is the tracked face, or None. The first frame with a face starts the track
-    on its largest face. In later frames the tracked face is the one overlapping the last tracked box
-    most (intersection over union >= TRACK_MIN_OVERLAP); when none overlaps that much, the one whose
-    centre is nearest the last centre, if within TRACK_MAX_SHIFT box sides (sampled frames can be a
-    second or more apart); else none (the frame has no tracked face and the track keeps its last box).
+
+def face_track(frames_faces):
+    """The face of a video, frame by frame: for ``frames_faces``, one list of ``(box, landmarks)`` per frame
+    (``FaceCropper.faces``), the tracked face of each frame or None.
+
+    Faces are linked from frame to frame into tracks, the largest first: a face continues the track whose
+    last box it overlaps most (intersection over union >= TRACK_MIN_OVERLAP) or, when none overlaps that
+    much, the one whose last centre is nearest, within TRACK_MAX_SHIFT sides of that box and of a side
+    within TRACK_MAX_RESIZE times its side (sampled frames can be a second apart); else it starts a track. The video's face is the track seen in the most frames
+    (ties: the larger mean box, then the earlier start), so a passer-by, or a false detection, seen in
+    fewer frames than the speaker is never taken for them, however big.
     """
-
-    def __init__(self):
-        self.box = None
-
-    def __call__(self, faces):
-        if not faces:
-            return None
-        if self.box is None:
-            chosen = max(faces, key=lambda face: face[0][2] * face[0][3])
-        else:
-            chosen = max(faces, key=lambda face: overlap(self.box, face[0]))
-            if overlap(self.box, chosen[0]) < TRACK_MIN_OVERLAP:
-                chosen = min(faces, key=lambda face: centre_shift(self.box, face[0]))
-                if centre_shift(self.box, chosen[0]) > TRACK_MAX_SHIFT:
-                    return None
-        self.box = chosen[0]
-        return chosen
+    tracks = []  # each: {frame index: face}, in order of creation
+    for index, faces in enumerate(frames_faces):
+        free = list(tracks)
+        for face in sorted(faces, key=lambda face: -face[0][2] * face[0][3]):
+            scored = [(continues(face[0], track[max(track)][0]), number) for number, track in enumerate(free)]
+            scored = [(score, number) for score, number in scored if score is not None]
+            if scored:
+                track = free.pop(max(scored)[1])
+                track[index] = face
+            else:
+                tracks.append({index: face})
+    if not tracks:
+        return [None] * len(frames_faces)
+    best = max(tracks, key=lambda track: (len(track), np.mean([face[0][2] * face[0][3] for face in track.values()]),
+                                          -min(track)))
+    return [best.get(index) for index in range(len(frames_faces))]

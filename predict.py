@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from build_faces_dataset import VIDEO_EXTENSIONS, is_source, video_frames
 from cli import ArgumentParser, exits_on_error
-from face_detection import FaceCropper, FaceDetectorError, FaceTrack, read_photo
+from face_detection import FaceCropper, FaceDetectorError, face_track, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
 from fileio import atomic_write, check_output_path, write_json
 from metrics import mean_in_log_odds
@@ -232,7 +232,7 @@ def video_row(path, **values):
 def predict_video(members, path, threshold, cropper, frames=16, fps=None, device="cpu", batch_size=32, cams=None,
                   tta=False, sheet_name=None):
     """``(video row, frame rows)`` for one video. ``frames`` evenly spaced frames (or ``fps`` a second) are
-    read, one face followed through them (face_detection.FaceTrack, as build_faces_dataset.py crops
+    read, the video's face found in them (face_detection.face_track, as build_faces_dataset.py crops
     videos) and each crop scored: its fake log-odds is ``mean_fake_log_odds``. The video's P(fake) is
     the sigmoid of the mean of its frames' log-odds; ``max_frame_probability`` is its most fake frame's
     P(fake); ``frames`` counts the frames scored. Frames without the tracked face get an error; a video
@@ -242,9 +242,8 @@ def predict_video(members, path, threshold, cropper, frames=16, fps=None, device
         decoded = video_frames(path, frames, fps)
     except DatasetError as error:
         return video_row(path, error=str(error).removeprefix(f"{path}: ")), []
-    frame_rows, crops, track = [], [], FaceTrack()
-    for index, rgb in decoded:
-        tracked = track(cropper.faces(rgb))
+    frame_rows, crops = [], []
+    for (index, rgb), tracked in zip(decoded, face_track([cropper.faces(rgb) for _, rgb in decoded])):
         face = None if tracked is None else cropper.face(rgb, tracked)
         frame_rows.append(video_row(path, frame=index, error="no face found" if face is None else None,
                                     face_box=None if face is None else list(face.box)))

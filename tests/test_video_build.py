@@ -9,7 +9,7 @@ from PIL import Image
 
 import build_faces_dataset as build
 import demo_media
-from face_detection import FaceTrack
+from face_detection import face_track
 
 
 def read_manifest(out):
@@ -119,14 +119,15 @@ def box(x, y, side):
     return (x, y, side, side), None
 
 
-def test_track_starts_on_the_largest_face_and_keeps_it():
-    track = FaceTrack()
-    speaker, passer_by = box(100, 100, 80), box(300, 50, 140)
-    assert track([box(10, 10, 40), speaker]) == speaker
-    assert track([passer_by, box(110, 104, 82)]) == box(110, 104, 82)  # overlaps the speaker, though smaller
-    assert track([passer_by]) is None  # the speaker is gone: no face, not the passer-by
-    assert track([box(160, 120, 80)]) == box(160, 120, 80)  # moved 60 pixels, less than a side: still the speaker
-    assert track.box == (160, 120, 80, 80)
+def test_the_video_face_is_the_track_seen_in_the_most_frames():
+    speaker = [box(100, 100, 80), box(110, 104, 82), None, box(230, 120, 80)]  # missed in frame 2, then moved 1.5 sides
+    passer_by = [None, box(300, 50, 140), box(310, 50, 140), None]  # bigger, in two frames
+    speck = [box(10, 10, 40), None, None, None]  # a false detection
+    frames = [[face for face in faces if face] for faces in zip(speck, speaker, passer_by)]
+    assert face_track(frames) == speaker
+    assert face_track([[]] * 3) == [None] * 3
+    jumped = [[box(0, 0, 40)], [box(0, 0, 40)], [box(130, 0, 40)]]  # 3.25 sides away: another face
+    assert face_track(jumped) == [box(0, 0, 40), box(0, 0, 40), None]
 
 
 def test_a_video_crops_the_tracked_face(tmp_path):
