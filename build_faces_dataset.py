@@ -19,9 +19,10 @@ person's photos; a sub-folder of the same name under --real and --fake, such as
 real/id07/ and fake/id07/, is one group), or with ``--group-by pair`` each set of files joined
 by the ids in their names (split on '_': FaceForensics++'s fake ``033_097.mp4`` goes with
 ``033.mp4`` and ``097.mp4``, and transitively with every file sharing an id with them);
-``--groups CSV`` (columns file,group) names the group of the files it lists. Sources are shuffled with ``--seed`` and cut by
-``--ratios`` (train val test, by number of sources) separately for real-only, fake-only
-and mixed groups, so every split gets both classes when there are enough sources.
+``--groups CSV`` (columns file,group) names the group of the files it lists. Sources are
+shuffled with ``--seed`` and cut by ``--ratios`` (train val test, by number of sources)
+separately for real-only, fake-only and mixed groups, so every split gets both classes when
+there are enough sources.
 
 The work is spread over ``--workers`` processes (default: every core), the output the same
 whatever their number.
@@ -104,7 +105,8 @@ def video_frames(path, count, fps=None):
         video_fps = capture.get(cv2.CAP_PROP_FPS)
         if not video_fps > 0:
             capture.release()
-            raise DatasetError(f"{path}: the video does not say its frame rate; sample it with --frames instead of --fps")
+            raise DatasetError(f"{path}: the video does not say its frame rate; "
+                               "sample it with --frames instead of --fps")
         wanted = frame_indices_at_fps(total, video_fps, fps)
     frames, index = [], 0
     while index <= wanted[-1] and capture.grab():
@@ -365,8 +367,8 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help=f"processes finding faces (default: the {default_workers()} CPU cores)")
     parser.add_argument("--groups", metavar="CSV", default=None,
-                        help="CSV with columns file,group: the split group of each file listed (path under --real/--fake "
-                             "or file name); files not listed follow --group-by")
+                        help="CSV with columns file,group: the split group of each file listed (path under "
+                             "--real/--fake or file name); files not listed follow --group-by")
     parser.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
                         help="share of sources per split (default: 0.8 0.1 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")

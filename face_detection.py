@@ -228,7 +228,8 @@ class FaceCropper:
         return square.resize((self.size, self.size), Image.BILINEAR)
 
     def face(self, rgb, found=None):
-        """The ``Face`` of ``found`` (a ``(box, landmarks)`` of ``faces``), by default the largest face; None when none."""
+        """The ``Face`` of ``found`` (a ``(box, landmarks)`` of ``faces``), by default of the largest face;
+        None when there is no face."""
         found = found or self.largest_face(rgb)
         if found is None:
             return None
@@ -287,9 +288,10 @@ def face_track(frames_faces):
     Faces are linked from frame to frame into tracks, the largest first: a face continues the track whose
     last box it overlaps most (intersection over union >= TRACK_MIN_OVERLAP) or, when none overlaps that
     much, the one whose last centre is nearest, within TRACK_MAX_SHIFT sides of that box and of a side
-    within TRACK_MAX_RESIZE times its side (sampled frames can be a second apart); else it starts a track. The video's face is the track seen in the most frames
-    (ties: the larger mean box, then the earlier start), so a passer-by, or a false detection, seen in
-    fewer frames than the speaker is never taken for them, however big.
+    within TRACK_MAX_RESIZE times its side (sampled frames can be a second apart); else it starts a track.
+    The video's face is the track seen in the most frames (ties: the larger mean box, then the earlier
+    start), so a passer-by, or a false detection, seen in fewer frames than the speaker is never taken
+    for them, however big.
     """
     tracks = []  # each: {frame index: face}, in order of creation
     for index, faces in enumerate(frames_faces):

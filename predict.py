@@ -45,7 +45,8 @@ SHEET_COLUMNS = 4  # frames per row of a video's contact sheet
 
 def list_videos(folder):
     """The videos under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
-    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS and is_source(path, folder))
+    return sorted(path for path in folder.rglob("*")
+                  if path.suffix.lower() in VIDEO_EXTENSIONS and is_source(path, folder))
 
 
 def is_video(path):
@@ -319,7 +320,8 @@ def parse_args(argv=None):
     parser.add_argument("--crop-faces", action="store_true", help="score the largest detected face instead of the whole image")
     parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels for --crop-faces (default: 32)")
     parser.add_argument("--frames", type=int, default=16, help="evenly spaced frames scored per video (default: 16)")
-    parser.add_argument("--fps", type=float, default=None, help="score this many frames per second of each video instead")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="score this many frames per second of each video instead of --frames")
     parser.add_argument("--per-frame", action="store_true", help="also give a row per scored frame of each video")
     parser.add_argument("--cam", metavar="DIR", default=None, help="also save a Grad-CAM overlay per image in DIR")
     parser.add_argument("--csv", metavar="FILE", default=None, help="also write the results as CSV")

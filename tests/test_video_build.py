@@ -1,6 +1,5 @@
 """build_faces_dataset.py on videos: frames by --fps, a face track per video, --workers, --group-by pair, --groups."""
 import csv
-import itertools
 from collections import defaultdict
 
 import numpy as np
