@@ -2,8 +2,11 @@
 
     python build_faces_dataset.py --real raw/real --fake raw/fake -o data/my_faces --frames 10
 
-Every photo, and ``--frames`` evenly spaced frames of every video (.mp4 .avi .mov .mkv
-.webm .m4v .mpg .mpeg, read with OpenCV), is searched for its largest face (see
+Every photo, and ``--frames`` evenly spaced frames (or ``--fps`` frames a second) of every
+video (.mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg, read with OpenCV), is searched for its
+largest face; in a video, the faces are linked from frame to frame (by box overlap, else
+centre distance) and the one seen in the most frames is cropped (face_detection.face_track),
+so a passer-by does not replace the speaker (see
 face_detection.py: dlib's HOG detector and 68 landmarks when installed, else OpenCV's Haar
 cascade; ``--detector`` chooses; square crop enlarged 1.3x, 256x256, eyes levelled first
 with ``--align``). The crops are written as PNG to ``<out>/{train,val,test}/{real,fake}/``,
@@ -13,11 +16,19 @@ ready for ``train_main.py -d <out>``; with dlib, ``<out>/<split>/landmarks.json`
 Splits are made by source so that no source is on two sides: all frames of one video go
 to one split, and so does each photo, or with ``--group-by folder`` each sub-folder (one
 person's photos; a sub-folder of the same name under --real and --fake, such as
-real/id07/ and fake/id07/, is one group). Sources are shuffled with ``--seed`` and cut by
-``--ratios`` (train val test, by number of sources) separately for real-only, fake-only
-and mixed groups, so every split gets both classes when there are enough sources.
+real/id07/ and fake/id07/, is one group), or with ``--group-by pair`` each set of files joined
+by the ids in their names (split on '_': FaceForensics++'s fake ``033_097.mp4`` goes with
+``033.mp4`` and ``097.mp4``, and transitively with every file sharing an id with them);
+``--groups CSV`` (columns file,group) names the group of the files it lists. Sources are
+shuffled with ``--seed`` and cut by ``--ratios`` (train val test, by number of sources)
+separately for real-only, fake-only and mixed groups, so every split gets both classes when
+there are enough sources.
 
-``<out>/manifest.csv`` lists every crop (image, label, split, source, group, frame, face
+The work is spread over ``--workers`` processes (default: every core), the output the same
+whatever their number.
+
+``<out>/manifest.csv`` lists every crop (image, label, split, source, group, video (class/path
+of the source video, empty for photos), frame, face
 box in source pixels, detector, rotation angle of --align) and every source or frame where no face was found or the file could
 not be read. Exit code: 0 when the dataset was written, 1 when a source was unreadable, a
 split was left without real or fake images or a file could not be written (disk full), 2 for
@@ -36,12 +47,12 @@ import numpy as np
 from tqdm import tqdm
 
 from cli import ArgumentParser, exits_on_error
-from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, read_photo
+from face_detection import DETECTORS, ENLARGE, FaceCropper, FaceDetectorError, face_track, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, LANDMARKS_FILE, SPLITS, DatasetError
 from fileio import atomic_write, check_output_path
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "frame",
+MANIFEST_FIELDS = ("image", "label", "split", "source", "group", "video", "frame",
                    "face_x", "face_y", "face_w", "face_h", "detector", "angle", "status")
 STAGING = ".staging"
 NEW_BUILD = ".new_build"  # main() builds here, then swaps it in: an earlier build stays whole until then
@@ -65,8 +76,15 @@ def frame_indices(total, count):
     return sorted(set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()))
 
 
-def video_frames(path, count):
-    """``(frame index, RGB uint8 frame)`` for ``count`` evenly spaced frames of a video.
+def frame_indices_at_fps(total, video_fps, fps):
+    """The indices of a ``total``-frame video at ``video_fps`` taken ``fps`` times a second, from the first frame
+    (every frame when ``fps`` is at least the video's)."""
+    return sorted(set(np.arange(0, total, max(1.0, video_fps / fps)).round().astype(int).clip(0, total - 1).tolist()))
+
+
+def video_frames(path, count, fps=None):
+    """``(frame index, RGB uint8 frame)`` for ``count`` evenly spaced frames of a video, or, with ``fps``,
+    ``fps`` frames per second of it.
 
     Frames are decoded in order (reliable for every codec, unlike seeking). Raises
     DatasetError naming the file when OpenCV cannot open or decode it.
@@ -82,7 +100,15 @@ def video_frames(path, count):
     if not capture.isOpened() or total <= 0:
         capture.release()
         raise DatasetError(f"{path}: cannot read video (OpenCV found no frames); re-encode it (e.g. to H.264 .mp4) or remove it")
-    wanted = frame_indices(total, count)
+    if fps is None:
+        wanted = frame_indices(total, count)
+    else:
+        video_fps = capture.get(cv2.CAP_PROP_FPS)
+        if not video_fps > 0:
+            capture.release()
+            raise DatasetError(f"{path}: the video does not say its frame rate; "
+                               "sample it with --frames instead of --fps")
+        wanted = frame_indices_at_fps(total, video_fps, fps)
     frames, index = [], 0
     while index <= wanted[-1] and capture.grab():
         if index in wanted:
@@ -133,18 +159,75 @@ def group_of(label, relative, group_by):
     return f"{label}/{relative.as_posix()}"
 
 
-def crop_source(path, cropper, frames):
+def pair_groups(stems):
+    """{stem: group} joining every file stem with each id in it, ids being the stem split on '_'
+    (FaceForensics++ names a fake of scene A with face B ``A_B``): ``A``, ``B``, ``A_B`` and, transitively,
+    ``B_C`` and ``C`` are one group (union-find over the ids), named ``pair/`` + its smallest id."""
+    parent = {}
+
+    def root(name):
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]  # path halving keeps the chains short
+            name = parent[name]
+        return name
+
+    for stem in stems:
+        ids = stem.split("_")
+        for other in ids[1:]:
+            first, second = sorted((root(ids[0]), root(other)))
+            parent[second] = first  # the smaller id stays the root, so a group is named by its smallest id
+    return {stem: f"pair/{root(stem.split('_')[0])}" for stem in stems}
+
+
+def read_groups(path):
+    """{file: group} from a CSV with columns ``file`` and ``group``; ``file`` is a path under --real or --fake
+    (``clips/a.mp4``) or a bare file name. Raises DatasetError naming the file when it is malformed."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"file", "group"} <= set(reader.fieldnames or ()):
+                raise DatasetError(f"{path}: needs the columns file,group (found {', '.join(reader.fieldnames or ())})")
+            groups = {}
+            for line, row in enumerate(reader, 2):
+                if not row["file"] or not row["group"]:
+                    raise DatasetError(f"{path}: line {line} has an empty file or group")
+                groups[row["file"]] = row["group"]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"{path}: cannot read ({error}); pass a CSV with columns file,group") from None
+    return groups
+
+
+def source_groups(sources, group_by, explicit=None):
+    """{(label, path): split group} for ``(label, root, path)`` sources: ``explicit`` ({file: group}, see
+    read_groups) first, by relative path then file name, else the ``group_by`` rule (file, folder or pair)."""
+    pairs = pair_groups(sorted({path.stem for _, _, path in sources})) if group_by == "pair" else {}
+    groups = {}
+    for label, root, path in sources:
+        relative = path.relative_to(root)
+        named = explicit and (explicit.get(relative.as_posix()) or explicit.get(path.name))
+        groups[label, path] = (f"listed/{named}" if named else pairs[path.stem] if group_by == "pair"
+                               else group_of(label, relative, group_by))
+    return groups
+
+
+def crop_source(path, cropper, frames, fps=None):
     """Manifest rows for one source: one per face found (with the crop as ``crop`` and its landmarks
-    in crop pixels as ``landmarks``), one per frame or photo without a face, or a single 'unreadable' row."""
+    in crop pixels as ``landmarks``), one per frame or photo without a face, or a single 'unreadable' row.
+    The frames of a video give one face (face_detection.face_track): a frame without it is 'no face'."""
     base = {"source": str(path), "frame": None, "face_box": None, "crop": None, "landmarks": None,
             "detector": cropper.name, "angle": None}
+    is_video = path.suffix.lower() in VIDEO_EXTENSIONS
     try:
-        images = video_frames(path, frames) if path.suffix.lower() in VIDEO_EXTENSIONS else [(None, read_photo(path))]
+        images = video_frames(path, frames, fps) if is_video else [(None, read_photo(path))]
     except DatasetError as error:
         return [dict(base, status=f"unreadable: {str(error).removeprefix(f'{path}: ')}")]
+    tracked = face_track([cropper.faces(rgb) for _, rgb in images]) if is_video else [None]
     rows = []
-    for frame, rgb in images:
-        face = cropper.face(rgb)
+    for (frame, rgb), found in zip(images, tracked):
+        if is_video:
+            face = None if found is None else cropper.face(rgb, found)
+        else:
+            face = cropper.face(rgb)
         rows.append(dict(base, frame=frame, status="no face") if face is None else
                     dict(base, frame=frame, crop=face.crop, face_box=face.box, landmarks=face.landmarks,
                          angle=round(face.angle, 2) if cropper.align else None, status="ok"))
@@ -163,19 +246,68 @@ def unique_name(name, label, used):
     return candidate
 
 
-def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="file", cropper=None, progress=True):
-    """Build the dataset under ``out``; returns the manifest rows (dicts with MANIFEST_FIELDS)."""
+def default_workers():
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_worker_cropper = None  # each worker process's own FaceCropper (set by start_worker)
+
+
+def start_worker(cropper):
+    global _worker_cropper
+    import cv2
+    cv2.setNumThreads(1)  # one process per core already: OpenCV's own threads would only compete
+    _worker_cropper = cropper
+
+
+def crop_in_worker(job):
+    path, frames, fps = job
+    return crop_source(path, _worker_cropper, frames, fps)
+
+
+def cropped_sources(paths, cropper, frames, fps, workers):
+    """``crop_source`` of every path, in the order of ``paths`` whatever the number of ``workers`` (processes,
+    each with its own ``cropper``, rebuilt from its settings)."""
+    if workers <= 1 or len(paths) <= 1:
+        yield from (crop_source(path, cropper, frames, fps) for path in paths)
+        return
+    import multiprocessing
+    # spawned, not forked: a fork of a process that has used OpenCV's or OpenMP's threads can hang in them
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(paths)), start_worker, (cropper,)) as pool:
+        yield from pool.imap(crop_in_worker, [(path, frames, fps) for path in paths])  # imap keeps the order
+
+
+def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="file", cropper=None, progress=True,
+          fps=None, workers=1, groups=None):
+    """Build the dataset under ``out``; returns the manifest rows (dicts with MANIFEST_FIELDS).
+
+    ``fps``: sample videos at this rate instead of ``frames`` evenly spaced frames; ``workers``: processes
+    finding faces; ``groups``: {file: group} (read_groups) before the ``group_by`` rule. Raises DatasetError
+    when an entry of ``groups`` names no source.
+    """
     out = Path(out)
     cropper = cropper or FaceCropper()
     staging = out / STAGING
     rows, used_names = [], set()
     sources = [(label, root, path) for label, root in zip(CLASS_NAMES, (real, fake)) for path in list_sources(root)]
-    for label, root, path in tqdm(sources, desc="finding faces", unit="source", disable=not progress, file=sys.stderr):
+    if groups:
+        named = {name for _, root, path in sources for name in (path.relative_to(root).as_posix(), path.name)}
+        unused = sorted(set(groups) - named)
+        if unused:
+            raise DatasetError(f"the --groups file lists {len(unused)} file(s) not found under --real or --fake "
+                               f"(first: {unused[0]}); fix the paths (relative to --real/--fake) or the file names")
+    source_group = source_groups(sources, group_by, groups)
+    cropped = cropped_sources([path for _, _, path in sources], cropper, frames, fps, workers)
+    for (label, root, path), source_rows in tqdm(zip(sources, cropped), total=len(sources), desc="finding faces",
+                                                 unit="source", disable=not progress, file=sys.stderr):
         relative = path.relative_to(root)
         stem = "__".join(relative.with_suffix("").parts)
-        for row in crop_source(path, cropper, frames):
+        video = f"{label}/{relative.as_posix()}" if path.suffix.lower() in VIDEO_EXTENSIONS else None
+        for row in source_rows:
             crop = row.pop("crop")
-            row.update(label=label, group=group_of(label, relative, group_by), split=None, image=None)
+            row.update(label=label, group=source_group[label, path], video=video, split=None, image=None)
             if crop is not None:
                 name = f"{stem}_f{row['frame']:06d}" if row["frame"] is not None else stem
                 row["image"] = Path(label) / f"{unique_name(name, label, used_names)}.png"
@@ -231,11 +363,19 @@ def parse_args(argv=None):
     parser.add_argument("--output", "--out", "-o", required=True,
                         help="dataset folder to create (train/ val/ test/ + manifest.csv); -o and --out are older spellings")
     parser.add_argument("--frames", type=int, default=10, help="evenly spaced frames taken per video (default: 10)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="take this many frames per second of each video instead of --frames")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help=f"processes finding faces (default: the {default_workers()} CPU cores)")
+    parser.add_argument("--groups", metavar="CSV", default=None,
+                        help="CSV with columns file,group: the split group of each file listed (path under "
+                             "--real/--fake or file name); files not listed follow --group-by")
     parser.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
                         help="share of sources per split (default: 0.8 0.1 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
-    parser.add_argument("--group-by", choices=("file", "folder"), default="file",
-                        help="split unit: each photo/video, or each sub-folder (one identity) (default: file)")
+    parser.add_argument("--group-by", choices=("file", "folder", "pair"), default="file",
+                        help="split unit: each photo/video, each sub-folder (one identity), or each set of files "
+                             "joined by the ids of pair-named fakes (A_B with A and B) (default: file)")
     parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels (default: 32)")
     parser.add_argument("--enlarge", type=float, default=ENLARGE, help=f"crop side / face box side (default: {ENLARGE})")
     parser.add_argument("--detector", choices=DETECTORS, default=None,
@@ -254,6 +394,12 @@ def parse_args(argv=None):
                          f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}); add some or pass another folder")
     if args.frames < 1:
         parser.error(f"--frames must be >= 1 (got {args.frames})")
+    if args.fps is not None and not args.fps > 0:
+        parser.error(f"--fps must be > 0 (got {args.fps})")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1 (got {args.workers})")
+    if args.groups is not None and not Path(args.groups).is_file():
+        parser.error(f"--groups {args.groups}: file not found; pass a CSV with columns file,group")
     if min(args.ratios) < 0 or args.ratios[0] <= 0 or abs(sum(args.ratios) - 1) > 1e-6:
         parser.error(f"--ratios {' '.join(map(str, args.ratios))}: need three shares >= 0 summing to 1, train > 0")
     if args.enlarge < 1:
@@ -304,8 +450,13 @@ def main(argv=None):
         print(cropper.note, file=sys.stderr)
     new_build = Path(args.output) / NEW_BUILD
     shutil.rmtree(new_build, ignore_errors=True)  # left by a build that was killed
-    rows = build(args.real, args.fake, new_build, args.frames, args.ratios, args.seed, args.group_by, cropper,
-                 progress=not args.no_progress)
+    try:
+        groups = read_groups(args.groups) if args.groups else None
+        rows = build(args.real, args.fake, new_build, args.frames, args.ratios, args.seed, args.group_by, cropper,
+                     progress=not args.no_progress, fps=args.fps, workers=args.workers, groups=groups)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for path in args.earlier:  # replaced only once the new build is whole
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     for name in (*SPLITS, "manifest.csv"):

@@ -74,7 +74,7 @@ def write_media(out, photos=12, videos=4, frames=20, seed=0):
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="raw", help="output folder (default: raw)")
+    parser.add_argument("--output", "--out", default="raw", help="output folder (default: raw; --out: the older spelling)")
     parser.add_argument("--photos", type=int, default=12, help="photos per class (default: 12)")
     parser.add_argument("--videos", type=int, default=4, help="videos per class (default: 4)")
     parser.add_argument("--frames", type=int, default=20, help="frames per video (default: 20)")
@@ -84,11 +84,11 @@ def main(argv=None):
         if value < (1 if flag == "--frames" else 0):
             parser.error(f"{flag} must be >= {1 if flag == '--frames' else 0} (got {value})")
     try:
-        write_media(args.out, args.photos, args.videos, args.frames, args.seed)
+        write_media(args.output, args.photos, args.videos, args.frames, args.seed)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.photos} photos and {args.videos} videos per class under {args.out}/real and {args.out}/fake")
+    print(f"wrote {args.photos} photos and {args.videos} videos per class under {args.output}/real and {args.output}/fake")
     return 0
 
 

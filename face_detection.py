@@ -201,10 +201,18 @@ class FaceCropper:
         self.detector = DlibDetector() if detector == "dlib" else HaarDetector()
         self.min_face, self.enlarge, self.size, self.align = min_face, enlarge, size, align
 
+    def __reduce__(self):
+        """Pickled as its settings (dlib's models do not pickle): a worker process rebuilds its own detector."""
+        return FaceCropper, (self.min_face, self.enlarge, self.size, self.name, self.align)
+
+    def faces(self, rgb):
+        """Every face found: a list of ``(box, landmarks)``, box ``(x, y, w, h)`` and landmarks in image pixels
+        (landmarks None for haar)."""
+        return self.detector.faces(rgb, self.min_face)
+
     def largest_face(self, rgb):
-        """``(box, landmarks)`` of the largest face (box ``(x, y, w, h)`` and landmarks in image pixels;
-        landmarks None for haar), or None when no face is found."""
-        faces = self.detector.faces(rgb, self.min_face)
+        """``(box, landmarks)`` of the largest face, or None when no face is found."""
+        faces = self.faces(rgb)
         return max(faces, key=lambda face: face[0][2] * face[0][3]) if faces else None
 
     def square(self, box):
@@ -219,8 +227,10 @@ class FaceCropper:
         square = Image.fromarray(rgb).crop((left, top, left + side, top + side))
         return square.resize((self.size, self.size), Image.BILINEAR)
 
-    def face(self, rgb):
-        found = self.largest_face(rgb)
+    def face(self, rgb, found=None):
+        """The ``Face`` of ``found`` (a ``(box, landmarks)`` of ``faces``), by default of the largest face;
+        None when there is no face."""
+        found = found or self.largest_face(rgb)
         if found is None:
             return None
         box, landmarks = found
@@ -240,3 +250,62 @@ class FaceCropper:
     def __call__(self, rgb):
         face = self.face(rgb)
         return None if face is None else (face.crop, face.box)
+
+
+TRACK_MIN_OVERLAP = 0.2  # intersection over union with the last box that counts as the same face
+TRACK_MAX_SHIFT = 2.0  # else: a centre at most this many box sides from the last centre (sampled frames are far apart)
+TRACK_MAX_RESIZE = 1.5  # ... and a side at most this many times larger or smaller than the last box's
+
+
+def overlap(box, other):
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    width = min(box[0] + box[2], other[0] + other[2]) - max(box[0], other[0])
+    height = min(box[1] + box[3], other[1] + other[3]) - max(box[1], other[1])
+    common = max(0, width) * max(0, height)
+    return common / (box[2] * box[3] + other[2] * other[3] - common)
+
+
+def centre_shift(box, other):
+    """Distance between the centres of two boxes, in sides of ``box``."""
+    return math.dist((box[0] + box[2] / 2, box[1] + box[3] / 2),
+                     (other[0] + other[2] / 2, other[1] + other[3] / 2)) / max(box[2], box[3])
+
+
+def continues(box, last_box):
+    """How well ``box`` continues a track whose last box is ``last_box``: ``(True, overlap)`` when they overlap
+    enough, ``(False, -centre shift)`` when the centre is near enough and the size similar, None when it does
+    not continue it (the larger the better)."""
+    if overlap(last_box, box) >= TRACK_MIN_OVERLAP:
+        return True, overlap(last_box, box)
+    shift, resize = centre_shift(last_box, box), max(box[2], box[3]) / max(last_box[2], last_box[3])
+    return (False, -shift) if shift <= TRACK_MAX_SHIFT and 1 / TRACK_MAX_RESIZE <= resize <= TRACK_MAX_RESIZE else None
+
+
+def face_track(frames_faces):
+    """The face of a video, frame by frame: for ``frames_faces``, one list of ``(box, landmarks)`` per frame
+    (``FaceCropper.faces``), the tracked face of each frame or None.
+
+    Faces are linked from frame to frame into tracks, the largest first: a face continues the track whose
+    last box it overlaps most (intersection over union >= TRACK_MIN_OVERLAP) or, when none overlaps that
+    much, the one whose last centre is nearest, within TRACK_MAX_SHIFT sides of that box and of a side
+    within TRACK_MAX_RESIZE times its side (sampled frames can be a second apart); else it starts a track.
+    The video's face is the track seen in the most frames (ties: the larger mean box, then the earlier
+    start), so a passer-by, or a false detection, seen in fewer frames than the speaker is never taken
+    for them, however big.
+    """
+    tracks = []  # each: {frame index: face}, in order of creation
+    for index, faces in enumerate(frames_faces):
+        free = list(tracks)
+        for face in sorted(faces, key=lambda face: -face[0][2] * face[0][3]):
+            scored = [(continues(face[0], track[max(track)][0]), number) for number, track in enumerate(free)]
+            scored = [(score, number) for score, number in scored if score is not None]
+            if scored:
+                track = free.pop(max(scored)[1])
+                track[index] = face
+            else:
+                tracks.append({index: face})
+    if not tracks:
+        return [None] * len(frames_faces)
+    best = max(tracks, key=lambda track: (len(track), np.mean([face[0][2] * face[0][3] for face in track.values()]),
+                                          -min(track)))
+    return [best.get(index) for index in range(len(frames_faces))]

@@ -49,3 +49,17 @@ def binary_metrics(labels, fake_scores, threshold=0.5):
         result["eer"], result["eer_threshold"] = equal_error_rate(labels, fake_scores)
         result["average_precision"] = float(skm.average_precision_score(labels, fake_scores))
     return result
+
+
+def per_video(labels, fake_scores, videos):
+    """``(video labels, video scores, video ids)``: the crops of each video (``videos[i]`` the id of crop i,
+    None for a crop of no video, which is left out) pooled as predict.py scores a video, P(fake) the
+    sigmoid of the mean of its crops' fake log-odds (``mean_in_log_odds``); a video's label is its crops'."""
+    members = {}
+    for index, video in enumerate(videos):
+        if video is not None:
+            members.setdefault(video, []).append(index)
+    ids = sorted(members)
+    labels, fake_scores = np.asarray(labels), np.asarray(fake_scores, dtype=np.float64)
+    return (np.array([labels[members[video][0]] for video in ids], dtype=int),
+            np.array([float(mean_in_log_odds(fake_scores[members[video]])) for video in ids]), ids)

@@ -9,8 +9,15 @@ separate, so a detector trained on one dataset can be evaluated on another. Writ
 (``{dataset}_{model}_{optimizer}_on_{eval dataset}_...`` for a cross-dataset evaluation, ``..._{split}_...``
 for a split other than test). Accuracy and the confusion matrix are given at the checkpoint's
 validation threshold (as predict.py decides) and accuracy also at 0.5 (as training counts it).
+
+When the evaluated dataset was made by build_faces_dataset.py from videos (its ``manifest.csv`` has
+a ``video`` column), the crops of each video are also pooled as predict.py scores a video (P(fake)
+the sigmoid of their mean fake log-odds) and the video-level metrics are given beside the
+frame-level ones (``video_level`` in the JSON).
 """
+import csv
 import sys
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,7 +30,7 @@ from analysis_common import (add_run_arguments, dataset_name, evaluated_name, ex
                              save)
 from cli import ArgumentParser
 from fileio import write_json
-from metrics import binary_metrics, format_metric
+from metrics import binary_metrics, format_metric, per_video
 from runs import operating_threshold
 
 
@@ -45,6 +52,40 @@ def get_soft_scores_and_true_labels(dataset, model, normalization, batch_size=32
             fake.append(probabilities[:, 1])
             labels.append(batch_labels.cpu())
     return torch.cat(real).numpy(), torch.cat(fake).numpy(), torch.cat(labels).numpy()
+
+
+def video_ids(dataset):
+    """The source video of every image of ``dataset`` (a split of a build_faces_dataset.py dataset), read from
+    ``<dataset>/manifest.csv``; None for an image of no video; None instead of the list when the manifest is
+    missing, has no ``video`` column or gives no image a video."""
+    manifest = Path(dataset.root_path).parent / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        if "video" not in (reader.fieldnames or ()):
+            return None
+        video_of = {row["image"]: row["video"] for row in reader if row.get("image") and row.get("video")}
+    root = Path(dataset.root_path).parent
+    videos = [video_of.get(Path(file).relative_to(root).as_posix()) for file in dataset.files]
+    return videos if any(video is not None for video in videos) else None
+
+
+def video_metrics(labels, fake_scores, videos, threshold):
+    """``binary_metrics`` of the videos (``per_video``) at ``threshold``, plus ``videos``, their count."""
+    video_labels, video_scores, ids = per_video(labels, fake_scores, videos)
+    return {**binary_metrics(video_labels, video_scores, threshold), "videos": len(ids),
+            "crops": int(sum(video is not None for video in videos))}
+
+
+def format_frame_and_video(metrics, video):
+    """Frame-level and video-level AUC, EER and accuracy side by side."""
+    rows = [("", "frames", "videos"), ("count (real / fake)", f"{metrics['count']} ({metrics['real_count']} / "
+                                       f"{metrics['fake_count']})", f"{video['count']} ({video['real_count']} / "
+                                       f"{video['fake_count']})")]
+    rows += [(name, format_metric(metrics[key]), format_metric(video[key]))
+             for name, key in (("AUC", "auc"), ("EER", "eer"), (f"accuracy at {metrics['threshold']:.3f}", "accuracy"))]
+    return "\n".join(f"  {name:<22} {frames:>16} {videos:>16}" for name, frames, videos in rows)
 
 
 def one_class_note(labels, where):
@@ -118,13 +159,19 @@ def split_metrics(labels, fake_scores, checkpoint):
             "balanced_accuracy_at_0.5": at_half["balanced_accuracy"]}
 
 
-def analyse_scores(labels, real_scores, fake_scores, args, checkpoint):
+def analyse_scores(labels, real_scores, fake_scores, args, checkpoint, videos=None):
     """Metrics of the scores printed and written to ``..._metrics.json``; ROC and DET drawn when
-    both classes are present. Returns (metrics, list of figure paths)."""
+    both classes are present; with ``videos`` (``video_ids``) the video-level metrics too, as
+    ``metrics["video_level"]``. Returns (metrics, list of figure paths)."""
     prefix, where = figure_prefix(args), f"{evaluated_name(args)}/{args.split}"
     metrics = split_metrics(labels, fake_scores, checkpoint)
     print(f"\n{args.model} trained on {dataset_name(args.dataset)} (epoch {checkpoint['epoch']}), evaluated on {where}:")
     print(format_metrics(metrics))
+    if videos is not None:
+        metrics["video_level"] = video_metrics(labels, fake_scores, videos, metrics["threshold"])
+        print(f"\nframe level and video level (a video's P(fake): the sigmoid of its crops' mean fake log-odds; "
+              f"{metrics['video_level']['crops']} crops of {metrics['video_level']['videos']} videos):")
+        print(format_frame_and_video(metrics, metrics["video_level"]))
     figures = []
     note = one_class_note(labels, where)
     if note:
@@ -150,7 +197,7 @@ def main(argv=None):
     dataset = load_split(args)
     real_scores, fake_scores, labels = get_soft_scores_and_true_labels(
         dataset, model, checkpoint["normalization"], args.batch_size, progress=True)
-    analyse_scores(labels, real_scores, fake_scores, args, checkpoint)
+    analyse_scores(labels, real_scores, fake_scores, args, checkpoint, video_ids(dataset))
     return 0
 
 

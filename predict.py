@@ -34,22 +34,35 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from build_faces_dataset import VIDEO_EXTENSIONS, is_source, video_frames
 from cli import ArgumentParser, exits_on_error
 from export import is_exported_model, load_exported_model
-from face_detection import FaceCropper, FaceDetectorError, read_photo
+from face_detection import FaceCropper, FaceDetectorError, face_track, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
 from fileio import atomic_write, check_distinct_outputs, check_output_path, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
-CSV_FIELDS = ("file", "fake_probability", "decision", "face_x", "face_y", "face_w", "face_h", "cam", "error")
+CSV_FIELDS = ("file", "frame", "fake_probability", "decision", "max_frame_probability", "frames",
+              "face_x", "face_y", "face_w", "face_h", "cam", "error")
+SHEET_COLUMNS = 4  # frames per row of a video's contact sheet
+
+
+def list_videos(folder):
+    """The videos under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
+    return sorted(path for path in folder.rglob("*")
+                  if path.suffix.lower() in VIDEO_EXTENSIONS and is_source(path, folder))
+
+
+def is_video(path):
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def folder_images(folder):
-    """The images of ``folder``, searched recursively (sorted); of a dataset split (a folder with
+    """The images, then the videos, of ``folder``, searched recursively (sorted); of a dataset split (a folder with
     ``real/`` or ``fake/``) only those of ``real/`` then ``fake/``."""
     classes = [folder / name for name in CLASS_NAMES if (folder / name).is_dir()]
-    return [file for root in classes or [folder] for file in list_image_files(root)]
+    return [file for root in classes or [folder] for file in list_image_files(root) + list_videos(root)]
 
 
 def expand_inputs(inputs):
@@ -73,13 +86,13 @@ def expand_inputs(inputs):
             for match in map(Path, sorted(glob.glob(item, recursive=True))):
                 if match.is_dir():
                     found += folder_images(match)
-                elif match.suffix.lower() in IMAGE_EXTENSIONS:
+                elif match.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
                     found.append(match)
         else:
             failures.append((item, "not found; check the path"))
             continue
         if not found:
-            failures.append((item, f"no images found (looked for {', '.join(IMAGE_EXTENSIONS)})"))
+            failures.append((item, f"no images found (looked for {', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})"))
         files += found
     return list(dict.fromkeys(files)), failures
 
@@ -96,11 +109,16 @@ def fake_log_odds(model, images, normalization, device, tta=False):
     return logits[:, 1] - logits[:, 0]
 
 
-def fake_probabilities(members, images, device, tta=False):
-    """P(fake) for a uint8 batch: the sigmoid of the mean of ``fake_log_odds`` over ``members``,
-    ``(model, normalization)`` pairs (one pair for a single checkpoint, several for an ensemble)."""
+def mean_fake_log_odds(members, images, device, tta=False):
+    """The mean of ``fake_log_odds`` over ``members``, ``(model, normalization)`` pairs (one pair for a single
+    checkpoint, several for an ensemble), as a float64 numpy array."""
     odds = torch.stack([fake_log_odds(model, images, normalization, device, tta) for model, normalization in members])
-    return torch.sigmoid(odds.mean(0)).cpu().numpy()
+    return odds.mean(0).cpu().numpy().astype(np.float64)
+
+
+def fake_probabilities(members, images, device, tta=False):
+    """P(fake) for a uint8 batch: the sigmoid of ``mean_fake_log_odds``."""
+    return 1 / (1 + np.exp(-mean_fake_log_odds(members, images, device, tta)))
 
 
 def default_threshold(checkpoints):
@@ -153,18 +171,39 @@ class CamWriter:
         self.device, self.out_dir = device, Path(out_dir)
         self.members = [(model, Normalizer(*normalization, device)) for model, normalization in members]
 
-    def __call__(self, images, names):
-        """Write ``names[i]`` (a PNG path under out_dir) for every image of the uint8 batch; returns the paths."""
+    def overlays(self, images):
+        """The Grad-CAM overlay (H x W x 3 uint8) of every image of the uint8 batch."""
         images_on_device = images.to(self.device)
         maps = np.mean([self.maps(normalize(images_on_device), model, [1] * len(images))
                         for model, normalize in self.members], axis=0)
+        return [self.overlay(image.permute(1, 2, 0).numpy(), heat) for image, heat in zip(images, maps)]
+
+    def __call__(self, images, names):
+        """Write ``names[i]`` (a PNG path under out_dir) for every image of the uint8 batch; returns the paths."""
         paths = []
-        for image, heat, name in zip(images, maps, names):
-            overlay = self.overlay(image.permute(1, 2, 0).numpy(), heat)
+        for overlay, name in zip(self.overlays(images), names):
             path = self.out_dir / name
             atomic_write(path, lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
             paths.append(path)
         return paths
+
+    def contact_sheet(self, images, captions, name):
+        """Write ``name`` under out_dir: the overlays of the uint8 batch in a grid, SHEET_COLUMNS a row, each
+        captioned; returns its path."""
+        from PIL import ImageDraw
+        overlays = self.overlays(images)
+        side = overlays[0].shape[0]
+        columns = min(SHEET_COLUMNS, len(overlays))
+        sheet = Image.new("RGB", (columns * side, -(-len(overlays) // columns) * side))
+        for index, (overlay, caption) in enumerate(zip(overlays, captions)):
+            tile = Image.fromarray(overlay)
+            draw = ImageDraw.Draw(tile)
+            draw.rectangle((0, 0, side, 16), fill=(0, 0, 0))
+            draw.text((4, 2), caption, fill=(255, 255, 255))
+            sheet.paste(tile, (index % columns * side, index // columns * side))
+        path = self.out_dir / name
+        atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+        return path
 
 
 def predict(members, files, threshold, device="cpu", batch_size=32, cropper=None, cams=None, tta=False,
@@ -196,14 +235,73 @@ def predict(members, files, threshold, device="cpu", batch_size=32, cropper=None
     return results
 
 
+def video_row(path, **values):
+    """A result row of a video (``frame`` None) or of one of its frames, with every key of an image's row."""
+    return {"file": str(path), "frame": None, "fake_probability": None, "decision": None, "max_frame_probability": None,
+            "frames": None, "face_box": None, "cam": None, "error": None, **values}
+
+
+def predict_video(members, path, threshold, cropper, frames=16, fps=None, device="cpu", batch_size=32, cams=None,
+                  tta=False, sheet_name=None):
+    """``(video row, frame rows)`` for one video. ``frames`` evenly spaced frames (or ``fps`` a second) are
+    read, the video's face found in them (face_detection.face_track, as build_faces_dataset.py crops
+    videos) and each crop scored: its fake log-odds is ``mean_fake_log_odds``. The video's P(fake) is
+    the sigmoid of the mean of its frames' log-odds; ``max_frame_probability`` is its most fake frame's
+    P(fake); ``frames`` counts the frames scored. Frames without the tracked face get an error; a video
+    with no face in any frame, or unreadable, gets an error and no probability. With ``cams``, a contact
+    sheet of the scored frames' Grad-CAM overlays is written as ``sheet_name``."""
+    try:
+        decoded = video_frames(path, frames, fps)
+    except DatasetError as error:
+        return video_row(path, error=str(error).removeprefix(f"{path}: ")), []
+    frame_rows, crops = [], []
+    for (index, rgb), tracked in zip(decoded, face_track([cropper.faces(rgb) for _, rgb in decoded])):
+        face = None if tracked is None else cropper.face(rgb, tracked)
+        frame_rows.append(video_row(path, frame=index, error="no face found" if face is None else None,
+                                    face_box=None if face is None else list(face.box)))
+        if face is not None:
+            crops.append(np.asarray(face.crop).transpose(2, 0, 1))
+    if not crops:
+        return video_row(path, frames=0, error=f"no face found in any of {len(decoded)} frames"), frame_rows
+    images = torch.from_numpy(np.stack(crops))
+    log_odds = np.concatenate([mean_fake_log_odds(members, images[start:start + batch_size], device, tta)
+                               for start in range(0, len(images), batch_size)])
+    probabilities = 1 / (1 + np.exp(-log_odds))
+    for row, probability in zip([row for row in frame_rows if row["error"] is None], probabilities):
+        row.update(fake_probability=float(probability), decision="fake" if probability >= threshold else "real")
+    probability = float(1 / (1 + np.exp(-log_odds.mean())))
+    sheet = None
+    if cams:
+        captions = [f"frame {row['frame']}  p(fake) {row['fake_probability']:.2f}" for row in frame_rows
+                    if row["error"] is None]
+        sheet = str(cams.contact_sheet(images, captions, sheet_name or f"{Path(path).stem}_sheet.png"))
+    return video_row(path, fake_probability=probability, decision="fake" if probability >= threshold else "real",
+                     max_frame_probability=float(probabilities.max()), frames=len(crops), cam=sheet), frame_rows
+
+
+def predict_videos(members, files, threshold, cropper, frames=16, fps=None, device="cpu", batch_size=32, cams=None,
+                   tta=False, per_frame=False, progress=True):
+    """``predict_video`` of every file: its video row, followed with ``per_frame`` by its frame rows."""
+    results = []
+    for index, path in enumerate(tqdm(files, desc="scoring videos", unit="video", disable=not progress,
+                                      file=sys.stderr)):
+        video, frame_rows = predict_video(members, path, threshold, cropper, frames, fps, device, batch_size, cams,
+                                          tta, sheet_name=f"{index:04d}_{Path(path).stem}_sheet.png")
+        results += [video] + (frame_rows if per_frame else [])
+    return results
+
+
 def format_table(results):
     """The terminal table: fake probability, decision, file (and the reason for a failure)."""
     lines = [f"{'p(fake)':>8}  {'decision':<8}  file"]
     for row in results:
+        where = row["file"] + (f"  frame {row['frame']}" if row.get("frame") is not None else "")
+        if row.get("frames"):
+            where += f"  ({row['frames']} frames, most fake {row['max_frame_probability']:.4f})"
         if row["error"] is None:
-            lines.append(f"{row['fake_probability']:8.4f}  {row['decision'].upper():<8}  {row['file']}")
+            lines.append(f"{row['fake_probability']:8.4f}  {row['decision'].upper():<8}  {where}")
         else:
-            lines.append(f"{'-':>8}  {'FAILED':<8}  {row['file']}  ({row['error']})")
+            lines.append(f"{'-':>8}  {'FAILED':<8}  {where}  ({row['error']})")
     return "\n".join(lines)
 
 
@@ -214,7 +312,7 @@ def write_csv(path, results):
             writer.writeheader()
             for row in results:
                 box = row["face_box"] or [None] * 4
-                writer.writerow({**{key: row[key] for key in ("file", "fake_probability", "decision", "cam", "error")},
+                writer.writerow({**{key: row.get(key) for key in CSV_FIELDS if key in row},
                                  **dict(zip(("face_x", "face_y", "face_w", "face_h"), box))})
     atomic_write(path, write)
 
@@ -233,6 +331,10 @@ def parse_args(argv=None):
                         help="also score each image's mirror image and average the log-odds (training flips at random)")
     parser.add_argument("--crop-faces", action="store_true", help="score the largest detected face instead of the whole image")
     parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels for --crop-faces (default: 32)")
+    parser.add_argument("--frames", type=int, default=16, help="evenly spaced frames scored per video (default: 16)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="score this many frames per second of each video instead of --frames")
+    parser.add_argument("--per-frame", action="store_true", help="also give a row per scored frame of each video")
     parser.add_argument("--cam", metavar="DIR", default=None, help="also save a Grad-CAM overlay per image in DIR")
     parser.add_argument("--csv", metavar="FILE", default=None, help="also write the results as CSV")
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
@@ -244,6 +346,10 @@ def parse_args(argv=None):
         parser.error(f"--threshold must be between 0 and 1 (got {args.threshold})")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
+    if args.frames < 1:
+        parser.error(f"--frames must be >= 1 (got {args.frames})")
+    if args.fps is not None and not args.fps > 0:
+        parser.error(f"--fps must be > 0 (got {args.fps})")
     args.device = resolve_device(args.device, parser)
     inputs = [args.checkpoint, *args.ensemble, *args.inputs]
     check_output_path(parser, "--csv", args.csv, inputs)
@@ -266,19 +372,24 @@ def main(argv=None):
         threshold, source = args.threshold, "--threshold"
     else:
         threshold, source = default_threshold(checkpoints)
+    files, failures = expand_inputs(args.inputs)
+    videos = [path for path in files if is_video(path)]
     cropper = None
-    if args.crop_faces:
+    if args.crop_faces or videos:  # a video's frames are always face crops, as build_faces_dataset.py makes them
         cropper = FaceCropper(min_face=args.min_face)
     cams = CamWriter(members, args.device, args.cam) if args.cam else None
 
-    files, failures = expand_inputs(args.inputs)
-    results = predict(members, files, threshold, args.device, args.batch_size, cropper, cams, args.tta,
-                      progress=not args.no_progress)
+    images = [path for path in files if not is_video(path)]
+    results = predict(members, images, threshold, args.device, args.batch_size, cropper if args.crop_faces else None,
+                      cams, args.tta, progress=not args.no_progress) if images else []
+    results += predict_videos(members, videos, threshold, cropper, args.frames, args.fps, args.device, args.batch_size,
+                              cams, args.tta, args.per_frame, progress=not args.no_progress)
     results += [{"file": item, "fake_probability": None, "decision": None, "face_box": None, "cam": None,
                  "error": reason} for item, reason in failures]
     print(format_table(results))
-    scored = [row for row in results if row["error"] is None]
-    failed = len(results) - len(scored)
+    whole = [row for row in results if row.get("frame") is None]  # a frame without a face fails only its video
+    scored = [row for row in whole if row["error"] is None]
+    failed = len(whole) - len(scored)
     fakes = sum(row["decision"] == "fake" for row in scored)
     scorer = f"an ensemble of {len(members)} checkpoints" if len(members) > 1 else "one checkpoint"
     print(f"{len(scored)} scored ({fakes} fake, {len(scored) - fakes} real) by {scorer}{' with flip TTA' * args.tta} "

@@ -20,7 +20,7 @@ from explanation_scores import BASELINES, format_scores_table, summarize_scores
 from faces_dataset import FacesDataset
 from fileio import write_json
 from grad_cam_analysis import EXPLAIN_CHOICES, grad_cam_analysis
-from numerical_analysis import analyse_scores, get_soft_scores_and_true_labels
+from numerical_analysis import analyse_scores, get_soft_scores_and_true_labels, video_ids
 from plot_accuracy_and_loss import plot_accuracy_and_loss
 from plot_samples_of_faces_datasets import plot_samples
 from runs import operating_threshold
@@ -55,7 +55,7 @@ def main(argv=None):
 
     real_scores, fake_scores, labels = get_soft_scores_and_true_labels(dataset, model, normalization, args.batch_size,
                                                                        progress=True)
-    metrics, drawn = analyse_scores(labels, real_scores, fake_scores, args, checkpoint)
+    metrics, drawn = analyse_scores(labels, real_scores, fake_scores, args, checkpoint, video_ids(dataset))
     figures += drawn
 
     explanations = {}

@@ -131,7 +131,7 @@ def test_faces_not_found_are_counted_and_listed(built, sources, capsys, tmp_path
     assert [row["source"] for row in missing] == [str(sources / "real" / "blank.png")]
     assert missing[0]["image"] == "" and missing[0]["split"] == ""
     build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(tmp_path / "again"),
-                "--frames", "2", "--no-progress"])
+                "--frames", "4", "--no-progress"])  # 2 frames 3.5 face sides apart are two faces to the face track
     printed = capsys.readouterr().out
     assert "no face found in 1 photo(s)/frame(s)" in printed and str(sources / "real" / "blank.png") in printed
 
@@ -176,7 +176,8 @@ def test_unreadable_source_is_reported_and_skipped(sources, tmp_path, capsys):
         astronaut_scene((60 * index, 20)).save(real / f"{index}.png")
     (real / "broken.mp4").write_bytes(b"not a video")
     (real / "broken.jpg").write_bytes(b"not a jpeg")
-    code = build.main(["--real", str(real), "--fake", str(sources / "fake"), "-o", str(tmp_path / "out"), "--frames", "2", "--no-progress"])
+    code = build.main(["--real", str(real), "--fake", str(sources / "fake"), "-o", str(tmp_path / "out"),
+                       "--frames", "4", "--no-progress"])  # not 2: see test_faces_not_found_are_counted_and_listed
     assert code == 1
     statuses = {row["source"]: row["status"] for row in read_manifest(tmp_path / "out")}
     assert statuses[str(real / "broken.mp4")].startswith("unreadable: cannot read video")
@@ -216,7 +217,7 @@ def test_overwrite_replaces_an_earlier_build_only_when_the_new_one_is_whole(buil
     monkeypatch.setattr(build, "crop_source", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # killed while building
         build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
-                    "--overwrite", "--no-progress"])
+                    "--overwrite", "--workers", "1", "--no-progress"])  # in this process, where the patch is
     assert (copy / "manifest.csv").read_bytes() == before
     assert sorted(p.name for p in (copy / "train" / "real").iterdir()) == sorted(
         p.name for p in (out / "train" / "real").iterdir())
