@@ -560,7 +560,7 @@ class SelfBlendedItems(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        pixels = torch.from_numpy(np.asarray(load_image(self.dataset.files[index]))).permute(2, 0, 1)[None]
+        pixels = torch.from_numpy(np.array(load_image(self.dataset.files[index]))).permute(2, 0, 1)[None]
         label = torch.tensor([int(self.dataset.labels[index])])
         pixels, label = self.blends.apply(pixels, torch.tensor([index]), label)
         return self.dataset.transform(Image.fromarray(pixels[0].permute(1, 2, 0).numpy())), int(label[0])
