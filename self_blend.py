@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from augment import GRAY_WEIGHTS, jpeg_recompress
+from augment import GRAY_WEIGHTS, Augmenter, jpeg_recompress
 
 MASK_MODES = ("hull", "ellipse", "hull-or-ellipse")
 RGB_SHIFT, RGB_SHIFT_PROB = 20.0, 0.3
@@ -252,15 +252,8 @@ class SelfBlender:
         params["jpeg"] = torch.where(recompressed, qualities, 0)
         return params
 
-    @staticmethod
-    def to(params, device):
-        """``params`` with everything but the JPEG qualities (used on the host) moved to ``device``."""
-        return {key: value if key == "jpeg" else value.to(device) for key, value in params.items()}
-
-    @staticmethod
-    def select(params, start, stop):
-        """The parameters of images ``start:stop``."""
-        return {key: value[..., start:stop] for key, value in params.items()}
+    to = staticmethod(Augmenter.to)  # parameters are laid out as augment.py's: image index last, JPEG on the host
+    select = staticmethod(Augmenter.select)
 
     def __call__(self, images, landmarks, params):
         """Pseudo-fakes of the uint8 batch ``images`` (B x 3 x H x W) with ``params`` (from ``draw``,

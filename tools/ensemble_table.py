@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
-from cli import ArgumentParser
+from cli import ArgumentParser, exits_on_error
 from fileio import check_output_path
 from metrics import binary_metrics, format_metric, mean_in_log_odds
 from results_table import print_table
@@ -101,6 +101,7 @@ def ensemble_table(predictions_dir, runs):
     return "\n".join(lines)
 
 
+@exits_on_error(PredictionsError)
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("predictions_dir", help="folder of RUN_val.csv and RUN_test.csv files (predict.py --csv)")
@@ -109,11 +110,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     inputs = [Path(args.predictions_dir) / f"{run}_{split}.csv" for run in args.runs for split in SPLITS]
     check_output_path(parser, "--output", args.output, inputs)
-    try:
-        table = ensemble_table(args.predictions_dir, args.runs)
-    except PredictionsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    table = ensemble_table(args.predictions_dir, args.runs)
     print_table(table, args.output)
     return 0
 

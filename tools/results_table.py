@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
-from cli import ArgumentParser
+from cli import ArgumentParser, exits_on_error
 from fileio import atomic_write, check_output_path
 from metrics import format_metric
 from recipe import RECIPES
@@ -73,6 +73,7 @@ def print_table(table, output=None):
         atomic_write(output, lambda tmp: Path(tmp).write_text(table + "\n"))
 
 
+@exits_on_error(RunFileError)
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run JSON files written by train_main.py")
@@ -80,11 +81,7 @@ def main(argv=None):
     parser.add_argument("--output", "-o", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
     check_output_path(parser, "--output", args.output, args.runs)
-    try:
-        table = results_table(args.runs, args.device)
-    except RunFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    table = results_table(args.runs, args.device)
     print_table(table, args.output)
     return 0
 
