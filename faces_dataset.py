@@ -258,23 +258,22 @@ def _cache_key(dataset):
 
 
 def data_digest(splits):
-    """A short digest of the splits' file names, labels, sizes and decoded pixels (``pixel_digest``, set
+    """A short digest of the splits' file names, labels, sizes and decoded pixels (``image_digests``, set
     when a split is decoded or checked): the same data gives the same digest wherever it is copied (a
     resumed run checks it has the data it started with)."""
     digest = hashlib.sha256()
     for split in splits:
-        digest.update(f"{split.root_path.name}|{getattr(split, 'pixel_digest', '')}\n".encode())
+        pixels = hashlib.sha256(b"".join(getattr(split, "image_digests", []))).hexdigest()[:16]
+        digest.update(f"{split.root_path.name}|{pixels}\n".encode())
         for line in _file_lines(split, with_mtime=False):
             digest.update(line)
     return digest.hexdigest()[:16]
 
 
-def _pixel_digest(arrays):
-    """A digest of decoded images (uint8 C x H x W each), in order: the same whichever path decoded them."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
+def image_digest(array):
+    """A hash of one decoded image's pixels (uint8 C x H x W), the same whichever path decoded it: it finds
+    duplicates whatever their file names, and changed pixels under the same file sizes."""
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).digest()
 
 
 def _decode_one(path):
@@ -324,14 +323,11 @@ def drop_unreadable(dataset, workers=None, strict=False, progress=True):
     """Check that every image of a FacesDataset decodes (the per-item path's check before
     training): unreadable files are dropped with one warning line each, as ``decode_dataset``
     does, or with ``strict`` raise DatasetError; a class left without images raises DatasetError."""
-    skipped, kept = [], []
-
-    def readable():
-        for index, array in _readable_images(dataset, workers, strict, progress, skipped):
-            kept.append(index)
-            yield array
-    dataset.pixel_digest = _pixel_digest(readable())
-    kept = set(kept)
+    skipped, kept, digests = [], set(), []
+    for index, array in _readable_images(dataset, workers, strict, progress, skipped):
+        kept.add(index)
+        digests.append(image_digest(array))
+    dataset.image_digests = digests
     _check_what_is_left(dataset, skipped, {dataset.labels[index] for index in kept})
     if skipped:
         readable = [(file, label) for index, (file, label) in enumerate(zip(dataset.files, dataset.labels)) if index in kept]
@@ -381,7 +377,7 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
             else:
                 _warn_skipped([f"{dataset.root_path / file}: {reason}" for file, reason in skipped], strict)
                 _check_what_is_left(dataset, skipped, set(decoded.labels.tolist()))
-                decoded.pixel_digest = _pixel_digest(image.numpy() for image in decoded.images)
+                decoded.image_digests = [image_digest(image.numpy()) for image in decoded.images]
                 return decoded
     images = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     kept, skipped = [], []
@@ -396,7 +392,7 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
         relative = [str(f.relative_to(dataset.root_path)) for f in files]
         _write_cache(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
     decoded = DecodedFaces(images, labels, files, dataset.root_path)
-    decoded.pixel_digest = _pixel_digest(image.numpy() for image in images)
+    decoded.image_digests = [image_digest(image.numpy()) for image in images]
     return decoded
 
 

@@ -18,7 +18,6 @@ and ``checkpoints/{run}_last.pt`` (everything needed for ``--resume``, written a
 ``--checkpoint-interval`` seconds, at every new best epoch and at the end); runs.py defines them.
 """
 import contextlib
-import hashlib
 import importlib.util
 import sys
 import time
@@ -216,18 +215,13 @@ def load_splits(args):
             print(f"warning: {dataset.root_path} holds one class only: accuracy is reported, AUC is undefined")
         splits.append(dataset)
     if not args.no_cache:
-        train_images = set(pixel_digests(splits[0]))
+        train_images = set(splits[0].image_digests)
         for dataset in splits[1:]:
-            shared = sum(digest in train_images for digest in pixel_digests(dataset))
+            shared = sum(digest in train_images for digest in dataset.image_digests)
             if shared:
                 print(f"warning: {shared} image(s) of {dataset.root_path} also appear in {splits[0].root_path} "
                       "(identical pixels): the results on this split are optimistic")
     return splits
-
-
-def pixel_digests(decoded):
-    """A hash of each decoded image's pixels (finds duplicates whatever their file names)."""
-    return [hashlib.sha1(image.numpy().tobytes()).digest() for image in decoded.images.cpu()]
 
 
 def after_interrupt(args, run, started):
