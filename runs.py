@@ -117,7 +117,7 @@ class Run:
 
     def sweep_temporaries(self):
         """Remove the temporary files of the run's outputs left by a killed run (call it holding the lock)."""
-        for path in self.files:
+        for path in (*self.files, self.config_path):
             for stale in path.parent.glob(f".{path.name}.*.tmp"):
                 stale.unlink(missing_ok=True)
 

@@ -111,7 +111,7 @@ def parse_args(argv=None):
     if args.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
         parser.error("--tensorboard needs the tensorboard package: pip install 'tensorboard>=2.14', or drop the flag")
     if args.tensorboard is not None:
-        check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, folder=True)
+        check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, inputs, folder=True)
     check_earlier_run(parser, args, run)
     return args, recipe, run
 

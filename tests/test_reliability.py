@@ -372,7 +372,7 @@ def test_overwrite_deletes_only_what_the_earlier_build_made(photos, tmp_path, ca
 def test_training_and_analysis_outputs_may_not_go_into_the_dataset_splits(tiny_run, tmp_path, capsys):
     import report
     dataset = tiny_run["dataset"]
-    for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir"):
+    for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir", "--tensorboard"):
         error = expect_exit_2(train_main.main, ["-d", dataset, "--device", "cpu", flag, dataset / "train" / "x"], capsys)
         assert f"{flag} {dataset / 'train' / 'x'}: lies inside the input folder {dataset / 'train'}" in error
     error = expect_exit_2(report.main, ["-d", dataset, "-o", "Adam", "--out-dir", tiny_run["out_dir"],

@@ -256,13 +256,15 @@ def test_a_fresh_run_removes_the_last_checkpoint_it_replaces(tmp_path):
     other_run = toy_run(tmp_path, "AdamW")  # its name starts with this run's name
     stale_of_another_run = last_path.parent / f".{other_run.name}_last.pt.x1.tmp"
     stale_of_this_run = last_path.parent / f".{last_path.name}.x2.tmp"
+    stale_config = toy_run(tmp_path).config_path.parent / f".{toy_run(tmp_path).config_path.name}.x3.tmp"
     stale_of_another_run.touch()
     stale_of_this_run.touch()
+    stale_config.touch()
     trainer = make_trainer(tmp_path)
     trainer.train_one_epoch = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # killed in its first epoch
     with pytest.raises(KeyboardInterrupt):
         trainer.run(1)
-    assert not last_path.exists() and not stale_of_this_run.exists()
+    assert not last_path.exists() and not stale_of_this_run.exists() and not stale_config.exists()
     assert stale_of_another_run.exists()
 
 
