@@ -155,17 +155,32 @@ def _input_paths(item):
     return found
 
 
+class Inputs:
+    """A command's inputs, resolved once (``_input_paths``: walking folders is the costly part) however
+    many of its outputs are checked against them."""
+
+    def __init__(self, items):
+        self.items, self._resolved = list(items), None
+
+    def __iter__(self):
+        """(item, the path it names itself or None for a glob, every path it stands for), per input."""
+        if self._resolved is None:
+            self._resolved = [(item, None if glob.has_magic(str(item)) else _resolved(item), _input_paths(item))
+                              for item in self.items]
+        return iter(self._resolved)
+
+
 def output_problem(path, inputs=(), folder=False, whole=False):
     """Why ``path`` cannot take a command's output (one phrase), or None: it is one of the ``inputs``
     (files, folders or glob patterns; the files and links inside folders count), lies inside an input
     folder or, for an output folder the command fills ``whole`` (and may clear), contains an input; it is
     a folder where a file is meant (or the reverse), or its folder cannot be created. Checked without
-    creating anything, so a command fails before its work."""
+    creating anything, so a command fails before its work. ``inputs``: a list, or ``Inputs`` to resolve
+    them once for several outputs."""
     path = Path(path)
     target = _resolved(path)
-    for item in inputs:
-        named = _resolved(item) if not glob.has_magic(str(item)) else None
-        for found in _input_paths(item):
+    for item, named, paths in inputs if isinstance(inputs, Inputs) else Inputs(inputs):
+        for found in paths:
             if target == found:
                 what = f"this command's input {item}" if found == named else \
                     f"{found}, an input of this command (through {item})"

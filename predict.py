@@ -39,7 +39,7 @@ from cli import ArgumentParser, exits_on_error
 from export import is_exported_model, load_exported_model
 from face_detection import FaceCropper, FaceDetectorError, face_track, read_photo
 from faces_dataset import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, Normalizer, list_image_files, load_image
-from fileio import atomic_write, check_distinct_outputs, check_output_path, write_json
+from fileio import Inputs, atomic_write, check_distinct_outputs, check_output_path, write_json
 from metrics import mean_in_log_odds
 from models import load_trained_model, resolve_device
 
@@ -351,7 +351,7 @@ def parse_args(argv=None):
     if args.fps is not None and not args.fps > 0:
         parser.error(f"--fps must be > 0 (got {args.fps})")
     args.device = resolve_device(args.device, parser)
-    inputs = [args.checkpoint, *args.ensemble, *args.inputs]
+    inputs = Inputs([args.checkpoint, *args.ensemble, *args.inputs])  # the input folders are walked once
     check_output_path(parser, "--csv", args.csv, inputs)
     check_output_path(parser, "--json", args.json, inputs)
     check_output_path(parser, "--cam", args.cam, inputs, folder=True)

@@ -28,7 +28,7 @@ from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags,
 from config_file import config_defaults, write_config
 from faces_dataset import (LANDMARKS_FILE, SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset,
                            drop_unreadable, landmarks_tensor, place_images)
-from fileio import CheckpointError, WriteError, check_output_path
+from fileio import CheckpointError, Inputs, WriteError, check_output_path
 from hub_weights import WeightsUnavailableError
 from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, precision_settings,
                     resolve_device)
@@ -104,7 +104,7 @@ def parse_args(argv=None):
     args.device = resolve_device(args.device, parser)
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
-    inputs = [args.dataset_path / split for split in SPLITS] + ([args.weights] if args.weights else [])
+    inputs = Inputs([args.dataset_path / split for split in SPLITS] + ([args.weights] if args.weights else []))
     for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir"):
         check_output_path(parser, flag, getattr(args, flag[2:].replace("-", "_")), inputs, folder=True)
     run = check_run_flags(parser, args, args.dataset_path, optimizer_params(args))
