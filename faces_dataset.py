@@ -5,14 +5,15 @@ A dataset split is a folder with ``real/`` and ``fake/`` sub-folders (label 0 = 
 
 * per item (the course contract): ``FacesDataset`` decodes one image with PIL on every
   access and applies a torchvision transform; a ``DataLoader`` batches it.
-* decoded cache (the default): ``decode_dataset`` decodes every image once into a uint8
-  tensor (N x 3 x 256 x 256), cached on disk; ``CachedBatches`` then crops, flips and
-  normalizes whole batches on the training device.
+* decoded cache (the default): ``decode_dataset`` decodes every image once into a file of
+  uint8 pixels on disk (N x 3 x 256 x 256), memory-mapped; ``CachedBatches`` then gathers,
+  crops, flips and normalizes whole batches on the training device.
 
 ``make_batches`` picks the path from the dataset's type; both produce the same
 distribution of augmented images (by default the course's random 256 crop of the 4-pixel
 zero-padded image and horizontal flip with probability 0.5; see ``augment.py`` for the others).
 """
+import collections
 import copy
 import hashlib
 import json
@@ -26,19 +27,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset, WeightedRandomSampler
 from torchvision import transforms
 from tqdm import tqdm
 
+from distributed import SINGLE
 from augment import CROP_ASPECT, CROP_PADDING, IMAGE_SIZE, AugmentConfig, Augmenter, ItemAugment
-from fileio import WriteError, held_lock, save_checkpoint
+from fileio import WriteError, atomic_write, held_lock, write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
 SPLITS = ("train", "val", "test")  # a dataset folder holds these, each with CLASS_NAMES sub-folders
 LANDMARKS_FILE = "landmarks.json"  # in a split folder: 68 face landmarks per crop (build_faces_dataset.py, dlib)
 MAX_IMAGE_PIXELS = 8192 * 8192
-CACHE_VERSION = 3  # 2: the cache lists the files it skipped; 3: 16-bit and float images scaled by their mode
+CACHE_VERSION = 4  # 2: lists the skipped files; 3: 16-bit and float images scaled by their mode; 4: raw pixels + index
+IMAGE_BYTES = 3 * IMAGE_SIZE * IMAGE_SIZE  # one decoded image in the cache
 FLOAT_SLACK = 1 / 510  # float pixels within half an 8-bit step of [0, 1] round to 0 or 255 all the same
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -229,11 +232,12 @@ class FacesDataset(Dataset):
 class DecodedFaces(Dataset):
     """A split decoded once: ``images`` uint8 (N x 3 x 256 x 256), ``labels`` int64 (N,)."""
 
-    def __init__(self, images, labels, files, root_path):
+    def __init__(self, images, labels, files, root_path, mapped_from=None):
         self.images = images
         self.labels = labels
         self.files = list(files)
         self.root_path = Path(root_path)
+        self.mapped_from = mapped_from  # the cache file the images are memory-mapped from (None: in memory)
 
     def __len__(self):
         return len(self.labels)
@@ -284,20 +288,30 @@ def _decode_one(path):
 
 
 def _readable_images(dataset, workers, strict, progress, skipped):
-    """Yield ``(index, uint8 C x H x W array)`` of each readable image of ``dataset``, decoded on
-    ``workers`` threads; an unreadable one is warned about and ``(file relative to the split,
-    reason)`` appended to ``skipped``, or with ``strict`` raises DatasetError at once."""
-    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count())
+    """Yield ``(index, uint8 C x H x W array)`` of each readable image of ``dataset``, in order, decoded on
+    ``workers`` threads a bounded window ahead (memory stays a few images per thread, whatever the split's
+    size); an unreadable one is warned about and ``(file relative to the split, reason)`` appended to
+    ``skipped``, or with ``strict`` raises DatasetError at once."""
+    workers = workers or os.cpu_count()
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        results = pool.map(_decode_one, dataset.files)
-        for index, (array, error) in enumerate(tqdm(results, total=len(dataset), disable=not progress,
-                                                    desc=f"decoding {dataset.root_path}", leave=False)):
-            if error is None:
-                yield index, array
-            else:
-                path = dataset.files[index]
-                _warn_skipped([error], strict)
-                skipped.append((str(path.relative_to(dataset.root_path)), error.removeprefix(f"{path}: ")))
+        pending = collections.deque()
+        files = iter(enumerate(dataset.files))
+        with tqdm(total=len(dataset), disable=not progress, desc=f"decoding {dataset.root_path}", leave=False) as bar:
+            while True:
+                while len(pending) < 4 * workers and (item := next(files, None)) is not None:
+                    pending.append((item[0], pool.submit(_decode_one, item[1])))
+                if not pending:
+                    break
+                index, future = pending.popleft()
+                array, error = future.result()
+                bar.update()
+                if error is None:
+                    yield index, array
+                else:
+                    path = dataset.files[index]
+                    _warn_skipped([error], strict)
+                    skipped.append((str(path.relative_to(dataset.root_path)), error.removeprefix(f"{path}: ")))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on an error, the queued files are not decoded
 
@@ -339,61 +353,97 @@ class _CacheBusy(RuntimeError):
     pass
 
 
-def _write_cache(cache_path, content):
-    """Write a decode cache holding its lock, under which the temporary files of a write killed earlier are
-    swept; when another process is writing the same cache, leave it to that one. The cache only saves time:
-    a failed write is a warning and training goes on without it."""
+def _decoded_from_cache(pixels_path, dataset, strict):
+    """The DecodedFaces of a complete cache (its index written last, so a killed decode left none), its
+    pixels memory-mapped from disk rather than read; None when there is no complete cache."""
+    index_path = pixels_path.with_suffix(".json")
+    if not index_path.is_file():
+        return None
     try:
-        with held_lock(cache_path.with_name(f".{cache_path.name}.lock"), _CacheBusy):
-            for stale in cache_path.parent.glob(f".{cache_path.name}.*.tmp"):
-                stale.unlink(missing_ok=True)
-            save_checkpoint(cache_path, content)
-    except _CacheBusy as holder:
-        print(f"note: {cache_path} is being written by another process ({holder}); not writing it again")
-    except WriteError as error:
-        print(f"warning: could not write the decode cache: {error.problem}; continuing without it")
+        index = json.loads(index_path.read_text())
+        count = len(index["labels"])
+        if pixels_path.stat().st_size != count * IMAGE_BYTES or len(index["files"]) != count:
+            raise ValueError("pixels and index disagree")
+        images = torch.from_file(str(pixels_path), shared=False, size=count * IMAGE_BYTES, dtype=torch.uint8)
+        decoded = DecodedFaces(images.view(count, 3, IMAGE_SIZE, IMAGE_SIZE), torch.tensor(index["labels"]),
+                               [dataset.root_path / file for file in index["files"]], dataset.root_path,
+                               mapped_from=pixels_path)
+        decoded.image_digests = [bytes.fromhex(digest) for digest in index["digests"]]
+        skipped = [(str(file), str(reason)) for file, reason in index["skipped"]]
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        print(f"warning: {pixels_path}: unreadable cache, decoding again")
+        return None
+    _warn_skipped([f"{dataset.root_path / file}: {reason}" for file, reason in skipped], strict)
+    _check_what_is_left(dataset, skipped, set(decoded.labels.tolist()))
+    return decoded
+
+
+def _decode_to_cache(pixels_path, dataset, workers, strict, progress):
+    """Decode ``dataset`` image by image straight into the cache's pixel file (never the whole split in
+    memory), then write its index; both atomically, the index last. Returns the cache's DecodedFaces."""
+    kept, skipped, digests = [], [], []
+
+    def write_pixels(tmp):
+        with open(tmp, "wb") as pixels:
+            for index, array in _readable_images(dataset, workers, strict, progress, skipped):
+                pixels.write(array.data)
+                kept.append(index)
+                digests.append(image_digest(array))
+            _check_what_is_left(dataset, skipped, {dataset.labels[index] for index in kept})
+            pixels.flush()
+            os.fsync(pixels.fileno())
+    atomic_write(pixels_path, write_pixels)
+    write_json(pixels_path.with_suffix(".json"), {
+        "labels": [int(dataset.labels[index]) for index in kept],
+        "files": [dataset.files[index].relative_to(dataset.root_path).as_posix() for index in kept],
+        "skipped": skipped, "digests": [digest.hex() for digest in digests]})
+    return _decoded_from_cache(pixels_path, dataset, strict)
+
+
+def _decode_in_memory(dataset, workers, strict, progress):
+    """The DecodedFaces of ``dataset`` held in host memory (no cache: N x 196,608 bytes)."""
+    images = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    kept, skipped, digests = [], [], []
+    for index, array in _readable_images(dataset, workers, strict, progress, skipped):
+        images[len(kept)] = torch.from_numpy(array)
+        kept.append(index)
+        digests.append(image_digest(array))
+    labels = torch.tensor([dataset.labels[i] for i in kept], dtype=torch.int64)
+    _check_what_is_left(dataset, skipped, set(labels.tolist()))
+    images = images[:len(kept)].clone() if len(kept) < len(dataset) else images
+    decoded = DecodedFaces(images, labels, [dataset.files[i] for i in kept], dataset.root_path)
+    decoded.image_digests = digests
+    return decoded
 
 
 def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, progress=True):
     """Decode every image of a FacesDataset once into a DecodedFaces (uint8, CPU).
 
-    Decoding runs on ``workers`` threads (default: all CPU cores). The result is cached in
-    ``cache_dir`` under a key made of the sorted file list, sizes and modification times,
-    so a later run skips decoding and a changed folder is decoded again (``cache_dir=None``
-    disables the cache). Undecodable files are skipped with one warning line each (again on
-    every run that reads the cache), unless ``strict``; a class left without images raises DatasetError.
+    Decoding runs on ``workers`` threads (default: all CPU cores), straight into a file of raw pixels in
+    ``cache_dir`` (``{split}-{key}.u8``, 196,608 bytes an image, with its index ``{split}-{key}.json``)
+    that training memory-maps: host memory stays bounded whatever the split's size, the page cache holding
+    what is read. The key is made of the sorted file list, sizes and modification times, so a later run
+    skips decoding and a changed folder is decoded again; a decode killed half-way leaves no index, so no
+    half cache is ever trusted. ``cache_dir=None`` (or a cache that cannot be written) decodes into host
+    memory instead. Undecodable files are skipped with one warning line each (again on every run that
+    reads the cache), unless ``strict``; a class left without images raises DatasetError.
     """
-    cache_path = None
-    if cache_dir is not None:
-        cache_path = Path(cache_dir) / f"{dataset.root_path.name}-{_cache_key(dataset)}.pt"
-        if cache_path.is_file():
-            try:
-                cached = torch.load(cache_path, map_location="cpu", weights_only=True, mmap=True)
-                skipped = [(str(file), str(reason)) for file, reason in cached["skipped"]]
-                decoded = DecodedFaces(cached["images"], cached["labels"],
-                                       [dataset.root_path / f for f in cached["files"]], dataset.root_path)
-            except Exception:
-                print(f"warning: {cache_path}: unreadable cache, decoding again")
-            else:
-                _warn_skipped([f"{dataset.root_path / file}: {reason}" for file, reason in skipped], strict)
-                _check_what_is_left(dataset, skipped, set(decoded.labels.tolist()))
-                decoded.image_digests = [image_digest(image.numpy()) for image in decoded.images]
-                return decoded
-    images = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
-    kept, skipped = [], []
-    for index, array in _readable_images(dataset, workers, strict, progress, skipped):
-        images[len(kept)] = torch.from_numpy(array)
-        kept.append(index)
-    labels = torch.tensor([dataset.labels[i] for i in kept], dtype=torch.int64)
-    _check_what_is_left(dataset, skipped, set(labels.tolist()))
-    images = images[:len(kept)].clone() if len(kept) < len(dataset) else images
-    files = [dataset.files[i] for i in kept]
-    if cache_path is not None:
-        relative = [str(f.relative_to(dataset.root_path)) for f in files]
-        _write_cache(cache_path, {"images": images, "labels": labels, "files": relative, "skipped": skipped})
-    decoded = DecodedFaces(images, labels, files, dataset.root_path)
-    decoded.image_digests = [image_digest(image.numpy()) for image in images]
-    return decoded
+    if cache_dir is None:
+        return _decode_in_memory(dataset, workers, strict, progress)
+    pixels_path = Path(cache_dir) / f"{dataset.root_path.name}-{_cache_key(dataset)}.u8"
+    decoded = _decoded_from_cache(pixels_path, dataset, strict)
+    if decoded is not None:
+        return decoded
+    try:
+        with held_lock(pixels_path.with_name(f".{pixels_path.name}.lock"), _CacheBusy):
+            for stale in pixels_path.parent.glob(f".{pixels_path.stem}.*.tmp"):  # of a decode killed earlier
+                stale.unlink(missing_ok=True)
+            return _decoded_from_cache(pixels_path, dataset, strict) or _decode_to_cache(pixels_path, dataset, workers, strict, progress)
+    except _CacheBusy as holder:
+        print(f"note: {pixels_path} is being written by another process ({holder}); decoding into memory")
+    except WriteError as error:
+        print(f"warning: could not write the decode cache: {error.problem}; decoding into memory")
+    return _decode_in_memory(dataset, workers, strict, progress)
 
 
 def item_transform(mean, std, train, augment=None):
@@ -458,16 +508,30 @@ class Normalizer:
         return images.contiguous(memory_format=self.memory_format)
 
 
+def prefetched(load, keys, depth=2):
+    """``load(key)`` for each of ``keys`` in order, computed up to ``depth`` keys ahead on a background
+    thread (torch's gathers release the GIL, so it overlaps the training step)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = collections.deque()
+        for key in keys:
+            pending.append(pool.submit(load, key))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 class CachedBatches:
     """Batches of a DecodedFaces on ``device``: shuffled (or drawn with ``sample_weights``),
-    augmented (train) and normalized in bulk."""
+    augmented (train) and normalized in bulk; with several processes (``ranks``), this one's part of each
+    global batch (training) or its block of the split (evaluation)."""
 
     def __init__(self, decoded, batch_size, device, normalizer, train, generator, augment=None, sample_weights=None,
-                 self_blend=None):
+                 self_blend=None, ranks=SINGLE):
         self.decoded, self.batch_size, self.device = decoded, batch_size, torch.device(device)
         self.normalize, self.train, self.generator = normalizer, train, generator
         self.augmenter = Augmenter(augment or AugmentConfig())
-        self.sample_weights, self.self_blend = sample_weights, self_blend
+        self.sample_weights, self.self_blend, self.ranks = sample_weights, self_blend, ranks
         self.labels = decoded.labels.to(self.device)
 
     def set_epoch(self, epoch):
@@ -475,8 +539,17 @@ class CachedBatches:
         if self.self_blend is not None:
             self.self_blend.set_epoch(epoch)
 
+    def _spans(self):
+        """The ``[begin, end)`` positions in the epoch's order of this rank's batches."""
+        count, size = len(self.decoded), self.batch_size
+        if self.train:
+            spans = [self.ranks.part(start, min(start + size, count)) for start in range(0, count, size)]
+            return spans[:self.ranks.batch_count(count, size)]
+        begin, end = self.ranks.part(0, count)
+        return [(start, min(start + size, end)) for start in range(begin, end, size)]
+
     def __len__(self):
-        return (len(self.decoded) + self.batch_size - 1) // self.batch_size
+        return len(self._spans())
 
     def _order(self, count):
         if not self.train:
@@ -485,37 +558,67 @@ class CachedBatches:
             return torch.multinomial(self.sample_weights, count, replacement=True, generator=self.generator)
         return torch.randperm(count, generator=self.generator)
 
+    def _gathered(self, order, spans):
+        """The uint8 images of each span on the device. Images held on the device are indexed there; images
+        in host memory or memory-mapped from the cache are gathered by a background thread (into pinned
+        memory for a GPU), so the device never waits on the disk while the page cache can feed it."""
+        images = self.decoded.images
+        if images.device.type == self.device.type:
+            order_on_device = order.to(self.device)
+            for begin, end in spans:
+                yield images[order_on_device[begin:end]]
+            return
+        pin = self.device.type == "cuda"
+
+        def gather(span):
+            index = order[span[0]:span[1]]
+            batch = torch.empty((len(index), *images.shape[1:]), dtype=images.dtype, pin_memory=pin)
+            return torch.index_select(images, 0, index, out=batch)
+        for batch in prefetched(gather, spans):
+            yield batch.to(self.device, non_blocking=True)
+
     def __iter__(self):
-        """One epoch. The order and augmentation of the whole epoch are drawn up front and sent
-        to the device once, so the loop itself never waits on the host (JPEG re-compression,
-        when on, is the exception: it runs on the host)."""
+        """One epoch. The order and augmentation of the whole epoch are drawn up front (the same on every
+        rank) and sent to the device once, so the loop itself never waits on the host (JPEG
+        re-compression, when on, is the exception: it runs on the host)."""
         count = len(self.decoded)
         order = self._order(count)
         if self.train:
             params = Augmenter.to(self.augmenter.draw(count, self.generator), self.device)
-        images = self.decoded.images
         order_on_device = order.to(self.device)
-        for start in range(0, count, self.batch_size):
-            index = order_on_device[start:start + self.batch_size]
-            if images.device.type == self.device.type:
-                batch = images[index]
-            elif self.device.type == "cuda":
-                batch = images[order[start:start + self.batch_size]].pin_memory().to(self.device, non_blocking=True)
-            else:
-                batch = images[order[start:start + self.batch_size]]
-            labels = self.labels[index]
+        spans = self._spans()
+        for (begin, end), batch in zip(spans, self._gathered(order, spans)):
+            labels = self.labels[order_on_device[begin:end]]
             if self.train and self.self_blend is not None:  # before the crop: landmarks are in whole-image pixels
-                batch, labels = self.self_blend.apply(batch, order[start:start + self.batch_size], labels)
+                batch, labels = self.self_blend.apply(batch, order[begin:end], labels)
             if self.train:
-                batch = self.augmenter(batch, Augmenter.select(params, start, start + self.batch_size))
+                batch = self.augmenter(batch, Augmenter.select(params, begin, end))
             yield self.normalize(batch), labels
 
 
+class RankBatches(Sampler):
+    """The global batches of ``sampler``'s order (training), each cut to this rank's part; a last global
+    batch smaller than the number of processes is left out, as CachedBatches does."""
+
+    def __init__(self, sampler, batch_size, ranks):
+        self.sampler, self.batch_size, self.ranks = sampler, batch_size, ranks
+
+    def __len__(self):
+        return self.ranks.batch_count(len(self.sampler), self.batch_size)
+
+    def __iter__(self):
+        indices = list(self.sampler)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            begin, end = self.ranks.part(start, min(start + self.batch_size, len(indices)))
+            yield indices[begin:end]
+
+
 class ItemBatches:
-    """Batches of a FacesDataset through a DataLoader with the per-item PIL transform."""
+    """Batches of a FacesDataset through a DataLoader with the per-item PIL transform; with several
+    processes (``ranks``), this one's part of each global batch or its block of the split."""
 
     def __init__(self, dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
-                 augment=None, sample_weights=None, self_blend=None):
+                 augment=None, sample_weights=None, self_blend=None, ranks=SINGLE):
         dataset = copy.copy(dataset)
         dataset.transform = item_transform(mean, std, train, augment)
         self.self_blend = self_blend
@@ -526,9 +629,14 @@ class ItemBatches:
             sampler = WeightedRandomSampler(sample_weights, len(dataset), replacement=True, generator=generator)
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-                                 generator=generator,
-                                 num_workers=workers, pin_memory=self.device.type == "cuda")
+        batching = dict(batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler)
+        if ranks.world > 1 and train:  # the same draws as one process makes, cut into this rank's parts
+            batching = dict(batch_sampler=RankBatches(sampler or RandomSampler(dataset, generator=generator),
+                                                      batch_size, ranks))
+        elif ranks.world > 1:
+            dataset = Subset(dataset, range(*ranks.part(0, len(dataset))))
+        self.loader = DataLoader(dataset, **batching, generator=generator, num_workers=workers,
+                                 pin_memory=self.device.type == "cuda")
         # Workers start afresh each epoch, seeded from ``generator``, so a resumed run draws the same augmentations.
 
     def __len__(self):
@@ -581,8 +689,9 @@ def landmarks_tensor(dataset):
 
 
 def place_images(decoded, device, max_fraction=0.5):
-    """Move a DecodedFaces' images to ``device`` when they fit in ``max_fraction`` of its free
-    memory, else keep them in (pinned) host memory; returns where they are, for the log."""
+    """Move a DecodedFaces' images to ``device`` when they fit in ``max_fraction`` of its free memory, else
+    leave them where they are (memory-mapped from the cache, or in host memory), to be gathered batch by
+    batch; returns where they are, for the log."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -590,20 +699,20 @@ def place_images(decoded, device, max_fraction=0.5):
             decoded.images = decoded.images.to(device)
             return f"{device} memory"
         print(f"note: {decoded.root_path} ({decoded.images.numel() / 2**30:.1f} GiB) does not fit in "
-              f"{max_fraction:.0%} of free GPU memory; keeping it in host memory")
-        decoded.images = decoded.images.pin_memory()
-    return "host memory"
+              f"{max_fraction:.0%} of free GPU memory; its batches are gathered on the host")
+    return f"memory-mapped from {decoded.mapped_from}" if decoded.mapped_from else "host memory"
 
 
 def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
-                 augment=None, sample_weights=None, self_blend=None):
+                 augment=None, sample_weights=None, self_blend=None, ranks=SINGLE):
     """Batches for a split: the fast path for a DecodedFaces, the per-item path for a FacesDataset.
     ``augment`` (an AugmentConfig, default the course's crop + flip), ``sample_weights``
     (per-image, drawn with replacement; None = a shuffle) and ``self_blend`` (a self_blend.EpochBlends:
-    real images made pseudo-fakes before the augmentations) apply when ``train``."""
+    real images made pseudo-fakes before the augmentations) apply when ``train``; ``ranks`` (distributed.Ranks)
+    gives this process its part of every batch."""
     if isinstance(dataset, DecodedFaces):
         normalizer = Normalizer(mean, std, device, channels_last)
         return CachedBatches(dataset, batch_size, device, normalizer, train, generator, augment, sample_weights,
-                             self_blend)
+                             self_blend, ranks)
     return ItemBatches(dataset, batch_size, device, mean, std, train, generator, workers, channels_last,
-                       augment, sample_weights, self_blend)
+                       augment, sample_weights, self_blend, ranks)

@@ -363,7 +363,15 @@ def _lock_holder_alive(holder):
         return False
     except (PermissionError, KeyError, TypeError, ValueError):
         return True
-    return True
+    return not _is_zombie(int(holder["pid"]))
+
+
+def _is_zombie(pid):
+    """Whether ``pid`` has ended but not been reaped (a killed torchrun's ranks, whose parent is gone too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _age_seconds(path):

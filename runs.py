@@ -31,7 +31,7 @@ RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]*")
 RESUME_MAY_DIFFER = {"device", "workers", "no_cache", "cache_dir", "strict", "amp", "autocast", "channels_last",
                      "compile", "deterministic", "resume", "overwrite", "checkpoint_interval", "out_dir",
                      "checkpoint_dir", "data_root", "dataset", "dataset_path", "recipe_overrides", "weights",
-                     "no_pretrained", "pretrained", "config", "tensorboard"}
+                     "no_pretrained", "pretrained", "config", "tensorboard", "processes", "sync_bn"}
 
 
 class RunLockedError(RuntimeError):

@@ -19,13 +19,16 @@ and ``checkpoints/{run}_last.pt`` (everything needed for ``--resume``, written a
 """
 import contextlib
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
 
+import distributed
 from augment import IMAGE_SIZE
 from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
 from config_file import config_defaults, write_config
+from distributed import SINGLE, device_of
 from faces_dataset import (LANDMARKS_FILE, SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset,
                            drop_unreadable, landmarks_tensor, place_images)
 from fileio import CheckpointError, Inputs, WriteError, check_output_path
@@ -37,7 +40,7 @@ from runs import RunLockedError
 from trainer import NonFiniteLossError, Runtime, Trainer, format_history_table, seed_everything
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, ranks=SINGLE):
     """(checked arguments, the Recipe, the Run); exits 2 with a one-line fix on bad input."""
     parser = ArgumentParser(description=__doc__)
     run_group = add_run_flags(parser, training=True)
@@ -79,6 +82,9 @@ def parse_args(argv=None):
                             "models, off for SimpleNet (default: auto)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the model")
     speed.add_argument("--deterministic", action="store_true", help="use deterministic algorithms (slower)")
+    speed.add_argument("--sync-bn", action="store_true",
+                       help="under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm) "
+                            "instead of each process's part of it")
     outputs = parser.add_argument_group("outputs and resume")
     outputs.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     outputs.add_argument("--overwrite", action="store_true", help="replace an earlier run's results")
@@ -101,7 +107,8 @@ def parse_args(argv=None):
     if missing:
         parser.error(f"{args.dataset_path}: missing split folder(s) {', '.join(missing)}; "
                      "a dataset holds train/, val/ and test/, each with real/ and fake/")
-    args.device = resolve_device(args.device, parser)
+    args.device = str(device_of(ranks, resolve_device(args.device, parser)))
+    check_processes(parser, args, ranks)
     if args.weights is not None and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: file not found")
     inputs = Inputs([args.dataset_path / split for split in SPLITS] + ([args.weights] if args.weights else []))
@@ -156,6 +163,16 @@ def check_values(parser, args):
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite contradict each other: --resume continues the run, "
                      "--overwrite starts it again; pass one")
+
+
+def check_processes(parser, args, ranks):
+    """parser.error when the flags do not fit the processes torchrun started."""
+    if args.sync_bn and not args.device.startswith("cuda"):
+        parser.error("--sync-bn: SyncBatchNorm runs on CUDA GPUs only; on the CPU drop the flag (each process "
+                     "then keeps BatchNorm statistics of its part of the batch)")
+    if args.batch_size < ranks.world:
+        parser.error(f"--batch-size {args.batch_size}: the global batch is split across the {ranks.world} "
+                     f"processes, so it must be at least {ranks.world}")
 
 
 def check_earlier_run(parser, args, run):
@@ -234,11 +251,16 @@ def after_interrupt(args, run, started):
 
 def main(argv=None):
     started = time.time()
-    args, recipe, run = parse_args(argv)
+    ranks = distributed.from_environment()
+    if not ranks.main:  # rank 0 speaks for the run; the others' errors still reach stderr
+        sys.stdout = open(os.devnull, "w")
+    args, recipe, run = parse_args(argv, ranks)  # every rank checks the files before any rank writes
     try:
-        model = build(args, run)  # fails fast, before anything is written
-        with run.lock():  # held from before the data is decoded, so a second run of this name stops at once
-            history = train(args, recipe, run, model)
+        with distributed.process_group(ranks, args.device):
+            model = build(args, run)  # fails fast, before anything is written
+            # held from before the data is decoded, so a second run of this name stops at once
+            with run.lock() if ranks.main else contextlib.nullcontext():
+                history = train(args, recipe, run, model, ranks)
     except (DatasetError, CheckpointError, NonFiniteLossError, WeightsUnavailableError, RunLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -267,21 +289,28 @@ def build(args, run):
                        weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
 
 
-def train(args, recipe, run, model):
+def train(args, recipe, run, model, ranks=SINGLE):
     """Decode the splits and train ``model`` on them; returns the history."""
     autocast_dtype, channels_last = precision_settings(args.model, args.device, args.amp)
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last)
+    config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last,
+                  processes=ranks.world)
+    if not ranks.main:
+        distributed.barrier(ranks)  # rank 0 decodes first and writes the cache the others then map
     splits = load_splits(args)
+    if ranks.main:
+        distributed.barrier(ranks)
     config["data_digest"] = data_digest(splits)
     normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), splits[0])
     print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")
     config["normalization_mean_std"] = [list(normalization[0]), list(normalization[1])]
-    write_config(run.config_path, config)  # --config this file repeats the run
+    if ranks.main:
+        write_config(run.config_path, config)  # --config this file repeats the run
     runtime = Runtime(device=args.device, autocast_dtype=autocast_dtype, channels_last=channels_last,
                       compile=args.compile, workers=args.workers if args.no_cache and args.workers else 0,
-                      seed=args.seed, checkpoint_interval=args.checkpoint_interval)
-    with open_logger(args.tensorboard, run) as logger:
+                      seed=args.seed, checkpoint_interval=args.checkpoint_interval, progress=ranks.main,
+                      ranks=ranks, sync_bn=args.sync_bn)
+    with open_logger(args.tensorboard if ranks.main else None, run) as logger:
         trainer = Trainer(model, splits, run, recipe, runtime, normalization, config, logger)
         return trainer.run(recipe.epochs, resume=args.resume)
 

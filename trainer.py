@@ -1,5 +1,6 @@
 """The training loop: train / validate / test every epoch, JSON metrics, best-on-validation
 checkpoints, and a ``last`` checkpoint that resumes a killed run where it stopped."""
+import contextlib
 import copy
 import math
 import os
@@ -13,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 import runs
+from distributed import SINGLE, Ranks, gather_parts, sum_over_ranks
 from augment import AugmentConfig, mixup_batch
 from faces_dataset import balanced_sample_weights, make_batches
 from fileio import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
@@ -85,6 +87,8 @@ class Runtime:
     seed: int = 0
     checkpoint_interval: float = 0.0  # seconds between writes of the last checkpoint (0 = every epoch)
     progress: bool = True
+    ranks: Ranks = SINGLE  # the processes torchrun started (distributed.py); rank 0 writes
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (CUDA only) when ranks.world > 1
 
 
 class Trainer:
@@ -119,8 +123,16 @@ class Trainer:
         self.logger = logger  # e.g. tensorboard_log.TensorBoardLogger: step(...) every step, epoch(...) every epoch
         self.device = torch.device(runtime.device)
         memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+        self.ranks = runtime.ranks
         self.model = model.to(self.device, memory_format=memory_format)
-        self.forward = torch.compile(self.model) if runtime.compile else self.model
+        trained = self.model
+        if self.ranks.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            if runtime.sync_bn:
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            trained = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        self.forward = torch.compile(trained) if runtime.compile else trained
+        self.evaluated = self.forward if self.ranks.world == 1 else self.model  # evaluation syncs nothing per batch
         self.average = WeightAverage(self.model, recipe.ema) if recipe.ema else None
         self.optimizer = build_optimizer(recipe.optimizer, self.model.parameters(), recipe.lr, recipe.momentum,
                                          recipe.weight_decay)
@@ -138,13 +150,14 @@ class Trainer:
         mean, std = normalization
         self.train_batches = make_batches(self.train_dataset, recipe.batch_size, self.device, mean, std, True,
                                           self.generator, runtime.workers, runtime.channels_last,
-                                          AugmentConfig.from_recipe(recipe), sample_weights, self.self_blend)
+                                          AugmentConfig.from_recipe(recipe), sample_weights, self.self_blend,
+                                          self.ranks)
         steps_per_epoch = len(self.train_batches)
         self.scheduler = build_scheduler(self.optimizer, recipe.schedule, recipe.epochs * steps_per_epoch,
                                          round(recipe.warmup_epochs * steps_per_epoch))
         self.eval_batches = {
             id(dataset): make_batches(dataset, 2 * recipe.batch_size, self.device, mean, std, False,
-                                      self.eval_generator, runtime.workers, runtime.channels_last)
+                                      self.eval_generator, runtime.workers, runtime.channels_last, ranks=self.ranks)
             for dataset in (self.validation_dataset, self.test_dataset)}
         self.epoch, self.steps, self.history, self.best = 0, 0, None, None
         self.last_saved = time.monotonic()
@@ -167,17 +180,19 @@ class Trainer:
         Holds the run's lock while it runs.
         """
         epochs = epochs or self.recipe.epochs
-        with self.run_files.lock():
-            self.run_files.sweep_temporaries()
+        with self.run_files.lock() if self.ranks.main else contextlib.nullcontext():
+            if self.ranks.main:
+                self.run_files.sweep_temporaries()
             self.prepare(resume)
             while self.epoch < epochs and not self.history.get("stopped_early"):
                 record, validation = self.train_and_evaluate_one_epoch()
                 improved = self.record_epoch(record)
                 if self.logger is not None:
                     self.logger.epoch(self, record, improved)
-                self.write_checkpoints(validation, improved, epochs)
-                write_json(self.run_files.json_path, self.history)
-                print(format_epoch(self.epoch, epochs, record))
+                if self.ranks.main:
+                    self.write_checkpoints(validation, improved, epochs)
+                    write_json(self.run_files.json_path, self.history)
+                    print(format_epoch(self.epoch, epochs, record))
         if self.history.get("stopped_early"):
             print(f"stopped early after epoch {self.history['stopped_early']}: no better {self.recipe.selection_metric} "
                   f"for {self.recipe.patience} epochs (best: epoch {self.best['epoch']})")
@@ -191,13 +206,15 @@ class Trainer:
             self.restore(runs.load_resume_state(run, self.config))
             self.history.setdefault("resumes", []).append(
                 runs.resume_record(self.history, self.config, self.epoch, library_versions()))
-            write_json(run.json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
-            print(f"resuming {run.name} after epoch {self.epoch}")
-            self._warn_if_the_best_checkpoint_disagrees()
+            if self.ranks.main:
+                write_json(run.json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
+                print(f"resuming {run.name} after epoch {self.epoch}")
+                self._warn_if_the_best_checkpoint_disagrees()
         elif self.history is None:
-            if resume:
+            if resume and self.ranks.main:
                 print(f"no last checkpoint of {run.name} to resume ({run.last_path}); starting at epoch 1")
-            run.last_path.unlink(missing_ok=True)  # an overwritten run's: never resume into it
+            if self.ranks.main:
+                run.last_path.unlink(missing_ok=True)  # an overwritten run's: never resume into it
             self.history = runs.new_history(run, self.recipe.selection_metric, self.config, library_versions())
             self.best = {"value": -math.inf, "epoch": None}
         self.last_saved = time.monotonic()
@@ -255,11 +272,15 @@ class Trainer:
         first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         count = 0
         mixup = self.recipe.mixup
+        # Mixup pairs this rank's images: its draws depend on the batch size, so with several ranks they come
+        # from a generator of (seed, rank, epoch), keeping the shared generator the same on every rank.
+        mixup_generator = self.generator if self.ranks.world == 1 else torch.Generator().manual_seed(
+            hash((self.runtime.seed, self.ranks.rank, self.epoch)) % 2 ** 63)
         self.train_batches.set_epoch(self.epoch)
         for step, (images, labels) in enumerate(tqdm(self.train_batches, desc=f"epoch {self.epoch} train",
                                                      leave=False, disable=not self.runtime.progress)):
             if mixup:
-                images, partner_labels, lam = mixup_batch(images, labels, mixup, self.generator)
+                images, partner_labels, lam = mixup_batch(images, labels, mixup, mixup_generator)
             with self._autocast():
                 logits = self.forward(images).float()
             loss = self.criterion(logits, labels)
@@ -282,22 +303,26 @@ class Trainer:
             loss_sum += loss * len(labels)
             correct += (logits.detach().argmax(1) == labels).sum()
             count += len(labels)
-        if first_bad_step.item() >= 0:
-            raise NonFiniteLossError(f"non-finite training loss at epoch {self.epoch}, step {first_bad_step.item()} "
+        counted = torch.tensor(float(count), dtype=torch.float64, device=self.device)
+        totals = sum_over_ranks(torch.stack([loss_sum.double(), correct.double(), counted, (first_bad_step >= 0).double()]),
+                                self.ranks)  # every rank stops on any rank's bad loss
+        if totals[3] > 0:
+            where = f"step {first_bad_step.item()}" if first_bad_step.item() >= 0 else "another rank's step"
+            raise NonFiniteLossError(f"non-finite training loss at epoch {self.epoch}, {where} "
                                      "(learning rate too high?); the last good checkpoints are kept")
-        return loss_sum.item() / count, correct.item() / count
+        return totals[0].item() / totals[2].item(), totals[1].item() / totals[2].item()
 
     @torch.inference_mode()
     def evaluate(self, dataset):
         """Loss, accuracy, AUC, balanced accuracy and the fake-class probabilities on ``dataset``
         (of the weight average when there is one)."""
         self.model.eval()
-        forward = self.average.module if self.average is not None else self.forward
+        forward = self.average.module if self.average is not None else self.evaluated
         batches = self.eval_batches.get(id(dataset))
         if batches is None:
             mean, std = self.normalization
             batches = make_batches(dataset, 2 * self.recipe.batch_size, self.device, mean, std, False,
-                                   self.eval_generator)
+                                   self.eval_generator, ranks=self.ranks)
         loss_sum = torch.zeros((), device=self.device)
         scores, labels_seen = [], []
         for images, labels in batches:
@@ -306,8 +331,12 @@ class Trainer:
             loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
             scores.append(torch.softmax(logits, 1)[:, 1])
             labels_seen.append(labels)
-        scores = torch.cat(scores).cpu().numpy()
-        labels = torch.cat(labels_seen).cpu().numpy()
+        total = len(dataset)  # each rank scored its block of the split: gathered, the split's scores in order
+        scores = gather_parts(torch.cat(scores) if scores else torch.zeros(0, device=self.device), self.ranks, total)
+        labels = gather_parts(torch.cat(labels_seen) if labels_seen else torch.zeros(0, dtype=torch.int64,
+                                                                                      device=self.device), self.ranks, total)
+        sum_over_ranks(loss_sum, self.ranks)
+        scores, labels = scores.cpu().numpy(), labels.cpu().numpy()
         result = binary_metrics(labels, scores)
         result["loss"] = loss_sum.item() / len(labels)
         result["scores"], result["labels"] = scores, labels

@@ -1,8 +1,11 @@
 import json
+import signal
 import shutil
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,7 +182,7 @@ def test_decode_matches_per_item_images(small_split, tmp_path):
 def test_cache_is_reused_and_invalidated_by_changes(small_split, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = decode_dataset(FacesDataset(small_split), cache_dir=cache, progress=False)
-    assert len(list(cache.glob("*.pt"))) == 1
+    assert len(list(cache.glob("*.u8"))) == 1
 
     def no_decoding(path):
         raise AssertionError("decoded again although cached")
@@ -189,7 +192,7 @@ def test_cache_is_reused_and_invalidated_by_changes(small_split, tmp_path, monke
     monkeypatch.undo()
     write_image(small_split / "fake" / "f9.png", colour=(1, 2, 3))
     third = decode_dataset(FacesDataset(small_split), cache_dir=cache, progress=False)
-    assert len(third) == 6 and len(list(cache.glob("*.pt"))) == 2
+    assert len(third) == 6 and len(list(cache.glob("*.u8"))) == 2
 
 
 def test_decode_skips_bad_files_unless_strict(small_split, tmp_path, capsys):
@@ -356,7 +359,7 @@ def test_dataset_statistics_are_the_same_on_both_paths(tiny_fakes):
 def test_a_killed_cache_writes_temporary_file_is_swept_by_the_next_write_under_its_lock(tiny_fakes, tmp_path, capsys):
     dataset = FacesDataset(tiny_fakes / "val")
     decode_dataset(dataset, tmp_path, progress=False)
-    [cache] = tmp_path.glob("*.pt")
+    [cache] = tmp_path.glob("*.u8")
     cache.unlink()
     left = tmp_path / f".{cache.name}.killed.tmp"  # a write killed half-way
     left.write_bytes(b"half a cache")
@@ -414,3 +417,75 @@ def test_landmarks_are_read_for_the_images_the_build_listed_and_scaled_to_the_de
     landmarks = landmarks_tensor(FacesDataset(split))
     assert torch.allclose(landmarks[0], torch.tensor([[20.5, 40.5]]).expand(68, 2))  # (x + 0.5) * 2 - 0.5
     assert landmarks[1:].isnan().all()
+
+
+def test_a_decode_killed_half_way_is_never_trusted(tiny_fakes, tmp_path):
+    split, cache = tiny_fakes / "train", tmp_path / "cache"
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(Path(faces_dataset.__file__).parent)!r})
+import faces_dataset
+decode, decoded = faces_dataset._decode_one, []
+def dies_at_the_fifth_image(path):
+    decoded.append(path)
+    if len(decoded) == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return decode(path)
+faces_dataset._decode_one = dies_at_the_fifth_image
+faces_dataset.decode_dataset(faces_dataset.FacesDataset({str(split)!r}), {str(cache)!r}, workers=1, progress=False)
+"""
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
+    assert list(cache.glob(".*.u8.*.tmp")) and not list(cache.glob("*.json")) and not list(cache.glob("*.u8"))
+    decoded = decode_dataset(FacesDataset(split), cache, progress=False)
+    expected = decode_dataset(FacesDataset(split), None, progress=False)
+    assert torch.equal(decoded.images, expected.images) and decoded.image_digests == expected.image_digests
+    assert sorted(path.suffix for path in cache.iterdir()) == [".json", ".u8"]  # the half file swept, no lock left
+
+
+@pytest.mark.parametrize("damage", ["index missing", "pixels truncated", "index garbled"])
+def test_a_cache_whose_index_and_pixels_disagree_is_decoded_again(tiny_fakes, tmp_path, damage, capsys):
+    split = FacesDataset(tiny_fakes / "val")
+    first = decode_dataset(split, tmp_path, progress=False)
+    pixels = first.mapped_from
+    if damage == "index missing":  # killed between the pixel file's rename and the index's
+        pixels.with_suffix(".json").unlink()
+    elif damage == "pixels truncated":
+        with open(pixels, "r+b") as f:
+            f.truncate(pixels.stat().st_size - 1)
+    else:
+        pixels.with_suffix(".json").write_text("{")
+    del first
+    again = decode_dataset(FacesDataset(tiny_fakes / "val"), tmp_path, progress=False)
+    assert torch.equal(again.images, decode_dataset(split, None, progress=False).images)
+    assert ("unreadable cache, decoding again" in capsys.readouterr().out) == (damage != "index missing")
+    assert decode_dataset(FacesDataset(tiny_fakes / "val"), tmp_path, progress=False).mapped_from == pixels
+
+
+def anonymous_memory_kib():
+    return int(next(line for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("RssAnon:")).split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_a_cached_split_is_memory_mapped_not_read_into_memory(tmp_path):
+    for index in range(80):  # 15.7 MB of decoded pixels
+        write_image(tmp_path / "split" / ("real" if index % 2 else "fake") / f"{index:02d}.png", colour=(index, 0, 0))
+    decode_dataset(FacesDataset(tmp_path / "split"), tmp_path / "cache", progress=False)
+    before = anonymous_memory_kib()
+    decoded = decode_dataset(FacesDataset(tmp_path / "split"), tmp_path / "cache", progress=False)
+    brightest = [int(image.max()) for image in decoded.images]  # every page read
+    grown = anonymous_memory_kib() - before
+    assert sorted(brightest) == list(range(80)) and grown < 4 * 1024, grown
+
+
+def test_decoding_runs_a_bounded_window_ahead_of_the_writer(small_split, monkeypatch):
+    for index in range(40):
+        write_image(small_split / "real" / f"extra{index:02d}.png")
+    started = []
+    decode = faces_dataset._decode_one
+    monkeypatch.setattr(faces_dataset, "_decode_one", lambda path: (started.append(path), decode(path))[1])
+    ahead = []
+    for count, _ in enumerate(faces_dataset._readable_images(FacesDataset(small_split), 2, False, False, []), 1):
+        time.sleep(0.002)  # a slow writer: the decoders must wait for it
+        ahead.append(len(started) - count)
+    assert len(started) == 45 and max(ahead) <= 4 * 2

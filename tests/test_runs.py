@@ -132,6 +132,19 @@ def test_a_run_held_by_a_live_process_is_refused_and_a_dead_ones_lock_is_taken_o
     assert not run.lock_path.exists()
 
 
+def test_a_lock_held_by_a_killed_process_not_yet_reaped_is_stale(tmp_path):
+    run = Run("SimpleNet", "toy", "Adam", checkpoint_dir=tmp_path)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie, as a killed torchrun's ranks
+    try:
+        while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        write_lock(run.lock_path, ended.pid)
+        with run.lock():
+            assert json.loads(run.lock_path.read_text())["pid"] == os.getpid()
+    finally:
+        ended.wait()
+
+
 def test_a_lock_file_being_written_is_respected_until_it_is_old(tmp_path):
     run = Run("SimpleNet", "toy", "Adam", checkpoint_dir=tmp_path)
     run.lock_path.write_text("")  # another process created it a moment ago and has not written it yet
