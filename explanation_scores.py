@@ -61,6 +61,7 @@ def self_blended_fakes(split, seed=0):
     masks, N x H x W booleans: manipulated where the blend weight is at least half its peak, as the
     demo masks mark where the pasted face's weight passes one half)."""
     landmarks = landmarks_tensor(split)
+    # only these images are read: an image without landmarks would come back unchanged (mask="hull")
     rows = [row for row, label in enumerate(split.labels) if label == 0 and not landmarks[row].isnan().any()]
     images = torch.zeros((len(rows), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     for image, row in zip(images, rows):

@@ -67,8 +67,8 @@ def main(argv=None):
     add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
                                            help="class the single-image and grid Grad-CAM figures explain (default: predicted)")
     parser.add_argument("--self-blend-scores", action="store_true",
-                        help="also score the explanations against blend masks: the split's real images listed in its "
-                             f"{LANDMARKS_FILE} made pseudo-fakes of themselves (self_blend.py, drawn with --seed)")
+                        help="also score the explanations against blend masks: the split's real images listed in "
+                             f"its {LANDMARKS_FILE} made pseudo-fakes of themselves (self_blend.py, drawn with --seed)")
     args = parse_args(parser, argv)
     history = load_history(args)
     model, checkpoint = load_run_model(args)
@@ -106,7 +106,9 @@ def main(argv=None):
         write_json(f"{args.figures_dir}/{prefix}_explanation_scores.json", table)
     else:
         print(f"note: {dataset.root_path} has no masks/ folder; explanation scores skipped")
-    blend_table = blend_mask_table(model, normalization, dataset, explanations, args) if args.self_blend_scores else None
+    blend_table = None
+    if args.self_blend_scores:
+        blend_table = blend_mask_table(model, normalization, dataset, explanations, args)
 
     summary = {"run_name": args.run.name, "model": args.model, "trained_on": dataset_name(args.dataset),
                "optimizer": args.optimizer, "evaluated_on": evaluated_name(args), "split": args.split,
