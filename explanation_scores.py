@@ -12,24 +12,23 @@ equal to the mask's area fraction) and a centred Gaussian (manipulations often s
 centre, so a map that merely favours the centre already scores above uniform). A constant map
 (all zero included) has no maximum: its pointing-game score is the expected hit rate of a
 random pixel, the mask's area fraction.
+
+``self_blended_fakes`` gives the other kind of ground truth: pseudo-fakes made from the real
+images of a split (self_blend.py), whose blend masks are known exactly, so any split with
+landmarks can be scored, fakes or no fakes.
 """
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from PIL import Image
 
 from analysis_common import normalized_batches, save
-from faces_dataset import DatasetError, stored_mode, to_8_bit
+
+from faces_dataset import IMAGE_SIZE, DatasetError, DecodedFaces, landmarks_tensor, load_image, stored_mode, to_8_bit
 from metrics import format_metric
+from self_blend import self_blend
 
 BASELINES = ("centre baseline", "uniform baseline")
-
-
-def mask_path(dataset, index):
-    """Path of the ground-truth mask of fake ``dataset.files[index]``, or None (real image / no mask)."""
-    if dataset.labels[index] != 1:
-        return None
-    path = dataset.root_path / "masks" / dataset.files[index].relative_to(dataset.root_path / "fake")
-    return path if path.is_file() else None
 
 
 def load_mask(path, shape):
@@ -44,6 +43,34 @@ def load_mask(path, shape):
         if mask.size != (shape[1], shape[0]):
             mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
         return np.asarray(mask) > 127
+
+
+def fake_mask(dataset, index, shape):
+    """The ground-truth mask of fake ``dataset.files[index]`` (its file in ``masks/``) as booleans of
+    ``shape``, or None (real image / no mask)."""
+    if dataset.labels[index] != 1:
+        return None
+    path = dataset.root_path / "masks" / dataset.files[index].relative_to(dataset.root_path / "fake")
+    return load_mask(path, shape) if path.is_file() else None
+
+
+def self_blended_fakes(split, seed=0):
+    """The real images of ``split`` that its landmarks.json lists, each made a pseudo-fake of itself
+    (self_blend.py: landmark hull masks, parameters drawn from ``seed``, blended on the CPU so every
+    machine makes the same ones). Returns (DecodedFaces of the pseudo-fakes, labelled fake; their
+    masks, N x H x W booleans: manipulated where the blend weight is at least half its peak, as the
+    demo masks mark where the pasted face's weight passes one half)."""
+    landmarks = landmarks_tensor(split)
+    # only these images are read: an image without landmarks would come back unchanged (mask="hull")
+    rows = [row for row, label in enumerate(split.labels) if label == 0 and not landmarks[row].isnan().any()]
+    images = torch.zeros((len(rows), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    for image, row in zip(images, rows):
+        image.copy_(torch.from_numpy(np.array(load_image(split.files[row]))).permute(2, 0, 1))
+    fakes, weights, made = self_blend(images, landmarks[rows], torch.Generator().manual_seed(seed), mask="hull")
+    masks = (weights >= weights.amax((1, 2, 3), keepdim=True) / 2)[:, 0]
+    files = [split.files[row] for row, kept in zip(rows, made.tolist()) if kept]  # landmarks off the image: no mask
+    fakes = DecodedFaces(fakes[made], torch.ones(len(files), dtype=torch.int64), files, split.root_path)
+    return fakes, masks[made].numpy()
 
 
 def centre_map(shape):
@@ -63,9 +90,10 @@ def score_map(saliency, mask):
     return energy, hit
 
 
-def explain_dataset(dataset, explain, normalization, device, batch_size=32, desc=None):
+def explain_dataset(dataset, explain, normalization, device, batch_size=32, desc=None, masks=None):
     """Run ``explain(images, labels) -> B x H x W`` maps over ``dataset``; returns the mean
-    max-normalized map per class and the scores of every fake that has a mask.
+    max-normalized map per class and the scores of every fake that has a mask: its file in
+    ``masks/``, or with ``masks`` (N x H x W booleans, as ``self_blended_fakes`` gives) every image's.
 
     Returns {"mean_maps": {0: map or None, 1: map or None}, "counts": {0: n, 1: n},
     "scores": {name: [(energy, hit), ...]}} with the map's scores and both baselines' under
@@ -81,9 +109,8 @@ def explain_dataset(dataset, explain, normalization, device, batch_size=32, desc
             normalized = saliency / peak if peak > 0 else np.zeros_like(saliency)
             sums[label] = normalized if sums[label] is None else sums[label] + normalized
             counts[label] += 1
-            path = mask_path(dataset, position)
-            if path is not None:
-                mask = load_mask(path, saliency.shape)
+            mask = fake_mask(dataset, position, saliency.shape) if masks is None else masks[position]
+            if mask is not None:
                 scores["map"].append(score_map(saliency, mask))
                 scores["centre baseline"].append(score_map(centre_map(saliency.shape), mask))
                 scores["uniform baseline"].append(score_map(np.ones_like(saliency), mask))

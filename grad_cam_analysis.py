@@ -93,6 +93,11 @@ def grad_cam_maps(images, model, classes, layer=None):
         return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
 
 
+def grad_cam_explainer(model):
+    """explain_dataset's ``explain`` for ``model``: Grad-CAM maps of the true class."""
+    return lambda images, labels: grad_cam_maps(images, model, labels)
+
+
 def explain_batch(images, labels, model, explain="predicted", layer=None):
     """(Grad-CAM maps, explained classes, P(fake)) of one normalized batch."""
     with torch.inference_mode():
@@ -189,8 +194,8 @@ def grad_cam_analysis(model, normalization, dataset, args, explain="predicted"):
     figures.append(plot_grid(images, overlays, labels, explained, fake_scores,
                              f"{args.model} Grad-CAM at {layer_name} ({explain} class) on {where}",
                              f"{args.figures_dir}/{prefix}_grad_cam_grid.png"))
-    result = explain_dataset(dataset, lambda x, y: grad_cam_maps(x, model, y), normalization, model_device(model),
-                             args.batch_size, desc="Grad-CAM maps")
+    result = explain_dataset(dataset, grad_cam_explainer(model), normalization, model_device(model), args.batch_size,
+                             desc="Grad-CAM maps")
     figures.append(plot_mean_maps(result, f"Mean Grad-CAM of the true class at {layer_name}: {args.model} on {where}",
                                   f"{args.figures_dir}/{prefix}_mean_grad_cam.png"))
     return figures, result

@@ -8,7 +8,9 @@ Reads the run's ``out/{dataset}_{model}_{optimizer}.json`` and best checkpoint
 named after the run (``{dataset}_{model}_{optimizer}_...``): sample images, the loss/accuracy
 curves, ROC and DET curves with the metrics table, gradient saliency and Grad-CAM figures, the
 explanation scores against the ground-truth masks (when the evaluated split has ``masks/``) and
-``..._summary.json``.
+``..._summary.json``. ``--self-blend-scores`` also scores the explanations of pseudo-fakes made
+from the split's real images (self_blend.py, drawn with ``--seed``) against their blend masks,
+which any split with landmarks has, fakes or no fakes (``..._blend_mask_scores.json``).
 """
 import importlib.util
 import sys
@@ -16,15 +18,17 @@ import sys
 from analysis_common import (add_run_arguments, dataset_name, dataset_root, evaluated_name, exits_on_error,
                              figure_prefix, load_history, load_run_model, load_split, parse_args)
 from cli import ArgumentParser
-from explanation_scores import BASELINES, format_scores_table, summarize_scores
-from faces_dataset import FacesDataset
+from explanation_scores import BASELINES, explain_dataset, format_scores_table, self_blended_fakes, summarize_scores
+from faces_dataset import LANDMARKS_FILE, FacesDataset
 from fileio import write_json
-from grad_cam_analysis import EXPLAIN_CHOICES, grad_cam_analysis
+from grad_cam_analysis import EXPLAIN_CHOICES, grad_cam_analysis, grad_cam_explainer
 from numerical_analysis import analyse_scores, get_soft_scores_and_true_labels, video_ids
 from plot_accuracy_and_loss import plot_accuracy_and_loss
 from plot_samples_of_faces_datasets import plot_samples
 from runs import operating_threshold
-from saliency_map import saliency_analysis
+from saliency_map import saliency_analysis, saliency_explainer
+
+EXPLAINERS = {"saliency": saliency_explainer, "Grad-CAM": grad_cam_explainer}
 
 
 def explanation_table(results):
@@ -34,11 +38,37 @@ def explanation_table(results):
     return {**table, **{name: baselines[name] for name in BASELINES}}
 
 
+def blend_mask_table(model, normalization, split, methods, args):
+    """The explanation table of ``methods`` (EXPLAINERS names) on pseudo-fakes self-blended from the real
+    images of ``split`` (``args.seed``) against their blend masks, printed and written; None, with a note,
+    when the split has no landmarks."""
+    landmarks_file = split.root_path / LANDMARKS_FILE
+    if not landmarks_file.is_file():
+        print(f"note: {landmarks_file} not found, so no pseudo-fakes to score against blend masks; build the "
+              "dataset with build_faces_dataset.py --detector dlib, which writes it")
+        return None
+    fakes, masks = self_blended_fakes(split, args.seed)
+    if not len(fakes):
+        print(f"note: {landmarks_file} lists no real image of the split; blend-mask scores skipped")
+        return None
+    results = {name: explain_dataset(fakes, EXPLAINERS[name](model), normalization, args.device, args.batch_size,
+                                     desc=f"{name} of pseudo-fakes", masks=masks) for name in methods}
+    table = explanation_table(results)
+    print(f"\nexplanations of {len(fakes)} pseudo-fakes self-blended from the real images of "
+          f"{evaluated_name(args)}/{args.split} (--seed {args.seed}, true class) against their blend masks:")
+    print(format_scores_table(table))
+    write_json(f"{args.figures_dir}/{figure_prefix(args)}_blend_mask_scores.json", table)
+    return table
+
+
 @exits_on_error
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
                                            help="class the single-image and grid Grad-CAM figures explain (default: predicted)")
+    parser.add_argument("--self-blend-scores", action="store_true",
+                        help="also score the explanations against blend masks: the split's real images listed in "
+                             f"its {LANDMARKS_FILE} made pseudo-fakes of themselves (self_blend.py, drawn with --seed)")
     args = parse_args(parser, argv)
     history = load_history(args)
     model, checkpoint = load_run_model(args)
@@ -76,6 +106,9 @@ def main(argv=None):
         write_json(f"{args.figures_dir}/{prefix}_explanation_scores.json", table)
     else:
         print(f"note: {dataset.root_path} has no masks/ folder; explanation scores skipped")
+    blend_table = None
+    if args.self_blend_scores:
+        blend_table = blend_mask_table(model, normalization, dataset, explanations, args)
 
     summary = {"run_name": args.run.name, "model": args.model, "trained_on": dataset_name(args.dataset),
                "optimizer": args.optimizer, "evaluated_on": evaluated_name(args), "split": args.split,
@@ -83,6 +116,7 @@ def main(argv=None):
                "checkpoint_epoch": checkpoint["epoch"], "checkpoint_val_acc": checkpoint.get("val_acc"),
                "checkpoint_val_auc": checkpoint.get("val_auc"), "epochs": len(history["train_loss"]),
                "best_epoch": history.get("best_epoch"), "metrics": metrics, "explanation_scores": table,
+               "blend_mask_scores": blend_table,
                "figures": [path.name for path in figures]}
     summary_path = f"{args.figures_dir}/{prefix}_summary.json"
     write_json(summary_path, summary)

@@ -37,6 +37,11 @@ def compute_gradient_saliency_maps(samples, labels, model):
     return gradient.abs().amax(dim=1)
 
 
+def saliency_explainer(model):
+    """explain_dataset's ``explain`` for ``model``: true-class gradient saliency maps as an array."""
+    return lambda images, labels: compute_gradient_saliency_maps(images, labels, model).cpu().numpy()
+
+
 def sample_maps(dataset, model, normalization, indices):
     """(uint8 images, saliency maps, labels, P(fake)) of ``dataset[indices]``."""
     images, maps, labels, fake_scores = [], [], [], []
@@ -79,8 +84,8 @@ def saliency_analysis(model, normalization, dataset, args, threshold=0.5):
     where = f"{dataset.root_path.parent.name}/{dataset.root_path.name}"
     figures = [plot_pairs(images, maps, labels, fake_scores, f"Gradient saliency of the true class: {args.model} on {where}",
                           f"{args.figures_dir}/{prefix}_saliency_maps_and_images_pairs.png", threshold=threshold)]
-    result = explain_dataset(dataset, lambda x, y: compute_gradient_saliency_maps(x, y, model).cpu().numpy(),
-                             normalization, device, args.batch_size, desc="saliency maps")
+    result = explain_dataset(dataset, saliency_explainer(model), normalization, device, args.batch_size,
+                             desc="saliency maps")
     figures.append(plot_mean_maps(result, f"Mean gradient saliency (true class): {args.model} on {where}",
                                   f"{args.figures_dir}/{prefix}_mean_saliency_maps.png"))
     return figures, result
