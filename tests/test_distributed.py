@@ -201,3 +201,17 @@ def test_a_killed_two_process_run_resumes_on_one_process(tiny_fakes, tmp_path):
     assert len(history["train_loss"]) == 3 and history["config"]["processes"] == 2
     assert history["resumes"][-1]["changed"]["processes"] == 1  # the JSON says the resume changed it
     assert not list((tmp_path / "ck").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("flags, ranks, message", [
+    (["--sync-bn", "--device", "cpu"], Ranks(0, 2), "--sync-bn: SyncBatchNorm runs on CUDA GPUs only; on the CPU drop the flag"),
+    (["-b", "3", "--device", "cpu"], Ranks(1, 4), "--batch-size 3: the global batch is split across the 4 processes, "
+                                                  "so it must be at least 4")])
+def test_flags_that_do_not_fit_the_processes_are_one_line(tiny_fakes, tmp_path, capsys, flags, ranks, message):
+    import train_main
+    with pytest.raises(SystemExit) as exit_code:
+        train_main.parse_args(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"), *flags], ranks)
+    assert exit_code.value.code == 2
+    [error] = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith(f"train_main.py: error: {message}")
+    assert not (tmp_path / "out").exists()

@@ -30,7 +30,7 @@ import distributed
 from cli import ArgumentParser
 from faces_dataset import IMAGE_BYTES, SPLITS, DecodedFaces, FacesDataset, decode_dataset, place_images
 from fileio import write_json
-from models import build_model, precision_settings, resolve_device
+from models import build_model, precision_settings
 from recipe import SYMMETRIC_NORMALIZATION, recipe_named
 from runs import Run
 from trainer import Runtime, Trainer
@@ -86,7 +86,7 @@ def worker(args):
     """One training run (one rank of it under torchrun); prints its measurements as one JSON line."""
     memory = PeakMemory()
     ranks = distributed.from_environment()
-    device = distributed.device_of(ranks, resolve_device(args.device))
+    device = distributed.device_of(ranks, args.device)
     torch.manual_seed(0)
     with distributed.process_group(ranks, device):
         if not ranks.main:
@@ -112,7 +112,7 @@ def worker(args):
 
 
 def run_row(args, data, placement, processes, cgroup=None):
-    """Start one measured run; the per-rank JSON lines it printed (empty when it was killed)."""
+    """Start one measured run: (the per-rank JSON lines it printed, its exit code)."""
     work = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.work_dir))
     flags = ["--worker", "--data", str(data), "--placement", placement, "--model", args.model, "--device",
              args.device, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
@@ -125,15 +125,16 @@ def run_row(args, data, placement, processes, cgroup=None):
     joined = (lambda: Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))) if cgroup else None
     done = subprocess.run(command, capture_output=True, text=True, env=environment, preexec_fn=joined)
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 and not rows:
-        print(f"  ({placement}, {processes} process(es) on {data.name}: exit {done.returncode}; "
-              f"{done.stderr.strip().splitlines()[-1:] or ''})")
-    return rows
+    if done.returncode != 0:
+        print(f"  exit {done.returncode}: {' '.join(done.stderr.strip().splitlines()[-3:])}")
+    return rows, done.returncode
 
 
-def summary(label, data, placement, processes, rows):
-    if not rows:
-        return {"dataset": label, "placement": placement, "processes": processes, "trained": False}
+def summary(label, placement, processes, outcome):
+    rows, code = outcome
+    if code != 0 or not rows:
+        ending = "killed by the kernel (out of memory)" if code in (-9, 137) else f"failed (exit {code})"
+        return {"dataset": label, "placement": placement, "processes": processes, "trained": False, "ending": ending}
     return {"dataset": label, "placement": placement, "processes": processes, "trained": True,
             "train_images": rows[0]["train_images"], "pixels_gib": rows[0]["train_images"] * IMAGE_BYTES / 2**30,
             "images_per_s": rows[0]["images_per_s"], "peak_anon_mib": sum(row["peak_anon_mib"] for row in rows),
@@ -161,7 +162,7 @@ def print_table(results, args):
     print("|---|---|---|---|---|---|---|")
     for row in results:
         if not row["trained"]:
-            print(f"| {row['dataset']} | | {row['placement']} | {row['processes']} | killed | | |")
+            print(f"| {row['dataset']} | | {row['placement']} | {row['processes']} | {row['ending']} | | |")
             continue
         print(f"| {row['dataset']} ({row['train_images']}) | {row['pixels_gib']:.2f} GiB | {row['placement']} | "
               f"{row['processes']} | {row['images_per_s']:.0f} | {row['peak_anon_mib']:.0f} MiB | "
@@ -203,7 +204,7 @@ def main(argv=None):
         for placement in args.placements:
             for processes in args.processes:
                 print(f"{label}: {placement}, {processes} process(es)...", flush=True)
-                results.append(summary(label, data, placement, processes, run_row(args, data, placement, processes)))
+                results.append(summary(label, placement, processes, run_row(args, data, placement, processes)))
     if args.memory_limit_gib:
         group = limited_cgroup(args.memory_limit_gib)
         if group is None:
@@ -211,7 +212,7 @@ def main(argv=None):
         else:
             for placement in ("mapped", "memory"):
                 print(f"4N under a {args.memory_limit_gib:g} GiB limit: {placement}...", flush=True)
-                row = summary("4N", datasets["4N"], placement, 1, run_row(args, datasets["4N"], placement, 1, group))
+                row = summary("4N", placement, 1, run_row(args, datasets["4N"], placement, 1, group))
                 row.update(limit_gib=args.memory_limit_gib, dataset=f"4N, {args.memory_limit_gib:g} GiB limit")
                 results.append(row)
             group.rmdir()
