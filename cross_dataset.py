@@ -6,7 +6,9 @@
 Scores the ``--split`` (default test) of the run's own dataset and of every ``--eval-dataset``
 with the run's best checkpoint (chosen on validation at training time: nothing here is chosen
 on these splits) and prints one row each: images, AUC, average precision, EER, and accuracy and
-balanced accuracy at the checkpoint's validation EER threshold. Writes the table to
+balanced accuracy at the checkpoint's validation EER threshold; for a dataset built from videos
+(build_faces_dataset.py's manifest has a video column) also the video-level AUC and EER, a video's
+score pooling its crops as numerical_analysis.py does. Writes the table to
 ``{figures-dir}/{run}_cross_dataset.md`` and the numbers to ``..._cross_dataset.json``.
 """
 import sys
@@ -17,7 +19,7 @@ from cli import ArgumentParser
 from faces_dataset import SPLITS, FacesDataset, dataset_name, drop_unreadable
 from fileio import atomic_write, write_json
 from metrics import format_metric
-from numerical_analysis import get_soft_scores_and_true_labels, split_metrics
+from numerical_analysis import get_soft_scores_and_true_labels, split_metrics, video_ids, video_metrics
 
 COLUMNS = (("AUC", "auc"), ("AP", "average_precision"), ("EER", "eer"), ("acc", "accuracy"),
            ("bal. acc", "balanced_accuracy"))
@@ -31,17 +33,24 @@ def evaluate_datasets(model, checkpoint, names, data_root, split, batch_size):
                                   progress=False)
         _, fake_scores, labels = get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"],
                                                                  batch_size, progress=True)
-        rows.append((dataset_name(dataset_root(name, data_root)), split_metrics(labels, fake_scores, checkpoint)))
+        metrics = split_metrics(labels, fake_scores, checkpoint)
+        videos = video_ids(dataset)
+        if videos is not None:
+            metrics["video_level"] = video_metrics(labels, fake_scores, videos, metrics["threshold"])
+        rows.append((dataset_name(dataset_root(name, data_root)), metrics))
     return rows
 
 
 def format_table(rows, trained_on, split):
     """Markdown: one row per dataset, the run's own first (in-domain), then the others (cross-dataset)."""
-    lines = [f"| evaluated on ({split}) | | images (real / fake) | " + " | ".join(name for name, _ in COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(COLUMNS)]
+    lines = [f"| evaluated on ({split}) | | images (real / fake) | " + " | ".join(name for name, _ in COLUMNS)
+             + " | videos (real / fake) | video AUC | video EER |", "|---|---|---|" + "---|" * (len(COLUMNS) + 3)]
     for name, metrics in rows:
         kind = "in-domain" if name == trained_on else "cross-dataset"
         cells = [format_metric(metrics[key]) for _, key in COLUMNS]
+        video = metrics.get("video_level")
+        cells += ([f"{video['count']} ({video['real_count']} / {video['fake_count']})", format_metric(video["auc"]),
+                   format_metric(video["eer"])] if video else ["no videos", "", ""])
         lines.append(f"| {name} | {kind} | {metrics['count']} ({metrics['real_count']} / {metrics['fake_count']}) | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

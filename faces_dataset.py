@@ -563,7 +563,7 @@ class CachedBatches:
         in host memory or memory-mapped from the cache are gathered by a background thread (into pinned
         memory for a GPU), so the device never waits on the disk while the page cache can feed it."""
         images = self.decoded.images
-        if images.device.type == self.device.type:
+        if images.is_cuda:
             order_on_device = order.to(self.device)
             for begin, end in spans:
                 yield images[order_on_device[begin:end]]

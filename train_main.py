@@ -200,7 +200,7 @@ def optimizer_params(args):
     return {"lr": args.lr}
 
 
-def load_splits(args):
+def load_splits(args, progress=True):
     """The train/val/test splits: decoded once (cached) by default, per-item with --no-cache.
     Validation and test may hold one class only (their AUC is then reported as undefined)."""
     splits = []
@@ -214,11 +214,11 @@ def load_splits(args):
             dataset.keep_fraction(args.train_fraction)
             print(f"train: {len(dataset)} of {total} images kept (--train-fraction {args.train_fraction:g})")
         if not args.no_cache:
-            dataset = decode_dataset(dataset, args.cache_dir, args.workers, args.strict)
+            dataset = decode_dataset(dataset, args.cache_dir, args.workers, args.strict, progress)
             where = place_images(dataset, args.device)
             print(f"{split}: {len(dataset)} images decoded, held in {where}")
         else:
-            dataset = drop_unreadable(dataset, args.workers, args.strict)
+            dataset = drop_unreadable(dataset, args.workers, args.strict, progress)
             print(f"{split}: {len(dataset)} images, decoded per item")
         if split == "train" and args.self_blend:
             dataset.landmarks = landmarks_tensor(dataset)
@@ -297,7 +297,7 @@ def train(args, recipe, run, model, ranks=SINGLE):
                   processes=ranks.world)
     if not ranks.main:
         distributed.barrier(ranks)  # rank 0 decodes first and writes the cache the others then map
-    splits = load_splits(args)
+    splits = load_splits(args, progress=ranks.main)
     if ranks.main:
         distributed.barrier(ranks)
     config["data_digest"] = data_digest(splits)

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 import build_faces_dataset as build
+import cross_dataset
 import numerical_analysis
 import train_main
 from faces_dataset import FacesDataset
@@ -57,11 +58,19 @@ def test_videos_pool_the_mean_log_odds_of_their_crops():
     assert per_video(labels, scores, [None] * 4 + videos[4:])[2] == ["f/c", "f/d"]  # a crop of no video is left out
 
 
+@pytest.fixture(scope="module")
+def video_run(built_videos, tmp_path_factory):
+    """The flags of a one-epoch SimpleNet run on the built dataset (trained once for this module)."""
+    work = tmp_path_factory.mktemp("video_run")
+    flags = ["-m", "SimpleNet", "-d", str(built_videos), "-o", "Adam", "--out-dir", str(work / "out"),
+             "--checkpoint-dir", str(work / "checkpoints")]
+    assert train_main.main(flags + ["-b", "8", "-e", "1", "--device", "cpu", "--cache-dir", str(work / "cache")]) == 0
+    return flags, work
+
+
 @pytest.mark.slow  # trains one epoch on the built dataset
-def test_numerical_analysis_reports_video_auc_beside_frame_auc(built_videos, tmp_path, capsys):
-    flags = ["-m", "SimpleNet", "-d", str(built_videos), "-o", "Adam", "--out-dir", str(tmp_path / "out"),
-             "--checkpoint-dir", str(tmp_path / "checkpoints")]
-    assert train_main.main(flags + ["-b", "8", "-e", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]) == 0
+def test_numerical_analysis_reports_video_auc_beside_frame_auc(built_videos, video_run, tmp_path, capsys):
+    flags, work = video_run
     capsys.readouterr()
     assert numerical_analysis.main(flags + ["--figures-dir", str(tmp_path / "figures"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -70,7 +79,24 @@ def test_numerical_analysis_reports_video_auc_beside_frame_auc(built_videos, tmp
     video = metrics["video_level"]
     assert video["videos"] == 2 and video["count"] == 2 and metrics["count"] == 6
     test = FacesDataset(built_videos / "test")
-    model, checkpoint = load_trained_model(tmp_path / "checkpoints" / "faces_SimpleNet_Adam.pt")
+    model, checkpoint = load_trained_model(work / "checkpoints" / "faces_SimpleNet_Adam.pt")
     _, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(test, model, checkpoint["normalization"])
     expected = binary_metrics(*per_video(labels, fake, numerical_analysis.video_ids(test))[:2], metrics["threshold"])
     assert video["accuracy"] == expected["accuracy"] and video["confusion_matrix"] == expected["confusion_matrix"]
+
+
+@pytest.mark.slow  # shares the one-epoch run
+def test_the_cross_dataset_table_has_video_level_columns_where_there_are_videos(built_videos, video_run, tiny_fakes,
+                                                                                tmp_path):
+    flags, _ = video_run
+    figures = ["--figures-dir", str(tmp_path), "--device", "cpu"]
+    assert cross_dataset.main(flags + figures + ["--eval-dataset", str(tiny_fakes)]) == 0
+    table = (tmp_path / "faces_SimpleNet_Adam_cross_dataset.md").read_text().splitlines()
+    assert table[0].endswith("| videos (real / fake) | video AUC | video EER |")
+    assert table[2].startswith("| faces | in-domain | 6 (3 / 3) |") and "| 2 (1 / 1) |" in table[2]
+    assert table[3].startswith("| tiny_fakes | cross-dataset |") and table[3].endswith("| no videos |  |  |")
+    rows = json.loads((tmp_path / "faces_SimpleNet_Adam_cross_dataset.json").read_text())["results"]
+    assert numerical_analysis.main(flags + figures) == 0
+    alone = json.loads((tmp_path / "faces_SimpleNet_Adam_metrics.json").read_text())["video_level"]
+    assert rows[0]["video_level"]["auc"] == alone["auc"] and rows[0]["video_level"]["eer"] == alone["eer"]
+    assert "video_level" not in rows[1]

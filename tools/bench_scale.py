@@ -141,6 +141,17 @@ def summary(label, placement, processes, outcome):
             "peak_rss_mib": sum(row["peak_rss_mib"] for row in rows)}
 
 
+def drop_page_cache():
+    """Empty the page cache (as root), so that the limited run reads the cache from disk and its pages count
+    against its own limit, not the cgroup of the runs that read them before; False where it cannot."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1")
+        return True
+    except OSError:
+        return False
+
+
 def limited_cgroup(limit_gib):
     """A cgroup v1 memory group limited to ``limit_gib`` (None where this machine has none to make)."""
     base = Path("/sys/fs/cgroup/memory")
@@ -189,6 +200,7 @@ def main(argv=None):
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--memory-limit-gib", type=float, default=None,
                         help="also train 4N memory-mapped inside a cgroup of this memory limit (below 4N's pixels)")
+    parser.add_argument("--limited-only", action="store_true", help="only the --memory-limit-gib rows")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the data and cache go (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--worker", action="store_true", help="(internal) one measured run")
@@ -200,7 +212,7 @@ def main(argv=None):
     args.work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     datasets = make_datasets(args.work_dir, args.images, None)
     results = []
-    for label, data in datasets.items():
+    for label, data in ({} if args.limited_only else datasets).items():
         for placement in args.placements:
             for processes in args.processes:
                 print(f"{label}: {placement}, {processes} process(es)...", flush=True)
@@ -211,6 +223,9 @@ def main(argv=None):
             print("note: no cgroup v1 memory controller to limit a run with (needs root); the limited row is skipped")
         else:
             for placement in ("mapped", "memory"):
+                if not drop_page_cache():
+                    print("note: the page cache could not be emptied (needs root): pages read by earlier runs "
+                          "do not count against the limit")
                 print(f"4N under a {args.memory_limit_gib:g} GiB limit: {placement}...", flush=True)
                 row = summary("4N", placement, 1, run_row(args, datasets["4N"], placement, 1, group))
                 row.update(limit_gib=args.memory_limit_gib, dataset=f"4N, {args.memory_limit_gib:g} GiB limit")
