@@ -7,8 +7,8 @@ Writes ``figures/self_blend_DATASET.png``: one row per real image of ``--split``
 source copy replaces the image). ``--landmarks FILE`` is a JSON object mapping an image's path,
 relative to the split's ``real/`` folder, to its face landmarks as [[x, y], ...] in that image's
 own pixels (68 points, pixel (0, 0)'s centre at (0, 0)); those images use the landmark hull,
-the others an ellipse about the crop's centre. Without ``--landmarks`` every image uses the
-ellipse.
+the others an ellipse about the crop's centre. Without ``--landmarks`` the split's own
+``landmarks.json`` (build_faces_dataset.py) is used when there is one, else every image gets the ellipse.
 """
 import json
 import sys
