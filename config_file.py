@@ -14,9 +14,10 @@ from pathlib import Path
 from fileio import atomic_write
 
 # Config keys a file never sets: what the run derived (the data's digest, the normalization it chose, the
-# precision the device gave, the recipe flags given), and what one invocation asks of its run's files.
+# precision the device gave, the recipe flags given, the processes torchrun started), and what one invocation
+# asks of its run's files.
 NOT_RESTORED = {"dataset_path", "recipe_overrides", "data_digest", "normalization_mean_std", "autocast",
-                "channels_last", "resume", "overwrite", "config"}
+                "channels_last", "processes", "resume", "overwrite", "config"}
 
 
 class ConfigError(ValueError):

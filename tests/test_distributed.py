@@ -179,19 +179,26 @@ def test_a_two_process_run_matches_one_process_and_only_rank_0_writes(tiny_fakes
     assert "epoch 2/2:" in one.stdout
 
 
-def wait_until_gone(group, timeout=30):
-    """Wait until every process of the process ``group`` has ended (zombies count as ended)."""
-    def alive():
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[2] == str(group) and fields[0] != "Z":
-                return True
-        return False
+def process_states():
+    """{pid: (parent pid, state letter)} of this machine's processes, from /proc."""
+    states = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        states[int(stat.parent.name)] = (int(fields[1]), fields[0])
+    return states
+
+
+def children_of(parent):
+    return sorted(pid for pid, (ppid, _) in process_states().items() if ppid == parent)
+
+
+def wait_until_gone(pids, timeout=30):
+    """Wait until every one of ``pids`` has ended (a zombie counts as ended)."""
     deadline = time.time() + timeout
-    while alive() and time.time() < deadline:
+    while time.time() < deadline and any(process_states().get(pid, (0, "Z"))[1] != "Z" for pid in pids):
         time.sleep(0.05)
 
 
@@ -205,9 +212,12 @@ def test_a_killed_two_process_run_resumes_on_one_process(tiny_fakes, tmp_path):
     while not json_path.exists() and time.time() < deadline and job.poll() is None:
         time.sleep(0.01)
     assert job.poll() is None, "the run ended before the kill point"
-    os.killpg(job.pid, signal.SIGKILL)  # torchrun and both ranks at once
+    ranks = children_of(job.pid)  # torchrun starts each rank in a session of its own
+    assert len(ranks) == 2
+    for pid in [job.pid, *ranks]:  # torchrun and both ranks at once
+        os.kill(pid, signal.SIGKILL)
     job.wait()
-    wait_until_gone(job.pid)  # the ranks die a moment later than torchrun, and hold the run's lock until then
+    wait_until_gone(ranks)  # the ranks hold the run's lock until they are gone
     done = len(json.loads(json_path.read_text())["train_loss"])
     assert 1 <= done < 3
     resumed = subprocess.run(training_command(tiny_fakes, tmp_path, 1, epochs=3) + ["--resume"], capture_output=True,
