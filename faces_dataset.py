@@ -697,10 +697,10 @@ def place_images(decoded, device, max_fraction=0.5):
         free, _ = torch.cuda.mem_get_info(device)
         if decoded.images.numel() <= max_fraction * free:
             decoded.images = decoded.images.to(device)
-            return f"{device} memory"
+            return f"held in {device} memory"
         print(f"note: {decoded.root_path} ({decoded.images.numel() / 2**30:.1f} GiB) does not fit in "
               f"{max_fraction:.0%} of free GPU memory; its batches are gathered on the host")
-    return f"memory-mapped from {decoded.mapped_from}" if decoded.mapped_from else "host memory"
+    return f"memory-mapped from {decoded.mapped_from}" if decoded.mapped_from else "held in host memory"
 
 
 def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,

@@ -216,7 +216,7 @@ def load_splits(args, progress=True):
         if not args.no_cache:
             dataset = decode_dataset(dataset, args.cache_dir, args.workers, args.strict, progress)
             where = place_images(dataset, args.device)
-            print(f"{split}: {len(dataset)} images decoded, held in {where}")
+            print(f"{split}: {len(dataset)} images decoded, {where}")
         else:
             dataset = drop_unreadable(dataset, args.workers, args.strict, progress)
             print(f"{split}: {len(dataset)} images, decoded per item")
