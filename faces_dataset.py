@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 from torchvision import transforms
 from tqdm import tqdm
 
-from distributed import SINGLE
 from augment import CROP_ASPECT, CROP_PADDING, IMAGE_SIZE, AugmentConfig, Augmenter, ItemAugment
+from distributed import SINGLE
 from fileio import WriteError, atomic_write, held_lock, write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -353,6 +353,12 @@ class _CacheBusy(RuntimeError):
     pass
 
 
+def _mapped_pixels(pixels_path, count):
+    """The cache's ``count`` images memory-mapped from its pixel file (private and lazy: nothing is read yet)."""
+    images = torch.from_file(str(pixels_path), shared=False, size=count * IMAGE_BYTES, dtype=torch.uint8)
+    return images.view(count, 3, IMAGE_SIZE, IMAGE_SIZE)
+
+
 def _decoded_from_cache(pixels_path, dataset, strict):
     """The DecodedFaces of a complete cache (its index written last, so a killed decode left none), its
     pixels memory-mapped from disk rather than read; None when there is no complete cache."""
@@ -364,8 +370,7 @@ def _decoded_from_cache(pixels_path, dataset, strict):
         count = len(index["labels"])
         if pixels_path.stat().st_size != count * IMAGE_BYTES or len(index["files"]) != count:
             raise ValueError("pixels and index disagree")
-        images = torch.from_file(str(pixels_path), shared=False, size=count * IMAGE_BYTES, dtype=torch.uint8)
-        decoded = DecodedFaces(images.view(count, 3, IMAGE_SIZE, IMAGE_SIZE), torch.tensor(index["labels"]),
+        decoded = DecodedFaces(_mapped_pixels(pixels_path, count), torch.tensor(index["labels"]),
                                [dataset.root_path / file for file in index["files"]], dataset.root_path,
                                mapped_from=pixels_path)
         decoded.image_digests = [bytes.fromhex(digest) for digest in index["digests"]]
@@ -380,7 +385,8 @@ def _decoded_from_cache(pixels_path, dataset, strict):
 
 def _decode_to_cache(pixels_path, dataset, workers, strict, progress):
     """Decode ``dataset`` image by image straight into the cache's pixel file (never the whole split in
-    memory), then write its index; both atomically, the index last. Returns the cache's DecodedFaces."""
+    memory), then write its index; both atomically, the index last. Returns the cache's DecodedFaces (the
+    skipped files were warned about as they were met)."""
     kept, skipped, digests = [], [], []
 
     def write_pixels(tmp):
@@ -393,11 +399,14 @@ def _decode_to_cache(pixels_path, dataset, workers, strict, progress):
             pixels.flush()
             os.fsync(pixels.fileno())
     atomic_write(pixels_path, write_pixels)
+    labels, files = [int(dataset.labels[index]) for index in kept], [dataset.files[index] for index in kept]
     write_json(pixels_path.with_suffix(".json"), {
-        "labels": [int(dataset.labels[index]) for index in kept],
-        "files": [dataset.files[index].relative_to(dataset.root_path).as_posix() for index in kept],
+        "labels": labels, "files": [file.relative_to(dataset.root_path).as_posix() for file in files],
         "skipped": skipped, "digests": [digest.hex() for digest in digests]})
-    return _decoded_from_cache(pixels_path, dataset, strict)
+    decoded = DecodedFaces(_mapped_pixels(pixels_path, len(kept)), torch.tensor(labels), files, dataset.root_path,
+                           mapped_from=pixels_path)
+    decoded.image_digests = digests
+    return decoded
 
 
 def _decode_in_memory(dataset, workers, strict, progress):
@@ -438,7 +447,8 @@ def decode_dataset(dataset, cache_dir=".cache", workers=None, strict=False, prog
         with held_lock(pixels_path.with_name(f".{pixels_path.name}.lock"), _CacheBusy):
             for stale in pixels_path.parent.glob(f".{pixels_path.stem}.*.tmp"):  # of a decode killed earlier
                 stale.unlink(missing_ok=True)
-            return _decoded_from_cache(pixels_path, dataset, strict) or _decode_to_cache(pixels_path, dataset, workers, strict, progress)
+            finished_meanwhile = _decoded_from_cache(pixels_path, dataset, strict)  # by the lock's last holder
+            return finished_meanwhile or _decode_to_cache(pixels_path, dataset, workers, strict, progress)
     except _CacheBusy as holder:
         print(f"note: {pixels_path} is being written by another process ({holder}); decoding into memory")
     except WriteError as error:

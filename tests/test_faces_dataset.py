@@ -489,3 +489,14 @@ def test_decoding_runs_a_bounded_window_ahead_of_the_writer(small_split, monkeyp
         time.sleep(0.002)  # a slow writer: the decoders must wait for it
         ahead.append(len(started) - count)
     assert len(started) == 45 and max(ahead) <= 4 * 2
+
+
+def test_a_file_skipped_while_decoding_into_the_cache_is_warned_about_once(small_split, tmp_path, capsys):
+    (small_split / "real" / "empty.png").write_bytes(b"")
+    decoded = decode_dataset(FacesDataset(small_split), tmp_path / "cache", progress=False)
+    out = capsys.readouterr().out
+    assert len(decoded) == 5 and decoded.mapped_from is not None
+    assert out.count("warning: skipped ") == 1 and out.count("could not be read and were skipped") == 1, out
+    decode_dataset(FacesDataset(small_split), tmp_path / "cache", progress=False)  # read back: warned again, once
+    out = capsys.readouterr().out
+    assert out.count("warning: skipped ") == 1 and out.count("could not be read and were skipped") == 1, out
