@@ -82,9 +82,19 @@ def process_group(ranks, device):
 
 
 def barrier(ranks):
-    """Wait until every rank gets here (e.g. the others for rank 0's decode cache)."""
+    """Wait until every rank gets here."""
     if ranks.world > 1:
         torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def main_rank_first(ranks):
+    """Run the block on rank 0 first, then on the others (rank 0 writes the decode cache they then map)."""
+    if not ranks.main:
+        barrier(ranks)
+    yield
+    if ranks.main:
+        barrier(ranks)
 
 
 def sum_over_ranks(tensor, ranks):

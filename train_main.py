@@ -295,11 +295,8 @@ def train(args, recipe, run, model, ranks=SINGLE):
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     config.update(autocast=str(autocast_dtype) if autocast_dtype else "off", channels_last=channels_last,
                   processes=ranks.world)
-    if not ranks.main:
-        distributed.barrier(ranks)  # rank 0 decodes first and writes the cache the others then map
-    splits = load_splits(args, progress=ranks.main)
-    if ranks.main:
-        distributed.barrier(ranks)
+    with distributed.main_rank_first(ranks):  # rank 0 decodes and writes the cache the others then map
+        splits = load_splits(args, progress=ranks.main)
     config["data_digest"] = data_digest(splits)
     normalization = resolve_normalization(args.normalization, args.model, model, is_pretrained(args), splits[0])
     print(f"normalization ({args.normalization}): mean {normalization[0]}, std {normalization[1]}")

@@ -14,8 +14,8 @@ import torch
 from tqdm import tqdm
 
 import runs
-from distributed import SINGLE, Ranks, gather_parts, sum_over_ranks
 from augment import AugmentConfig, mixup_batch
+from distributed import SINGLE, Ranks, gather_parts, sum_over_ranks
 from faces_dataset import balanced_sample_weights, make_batches
 from fileio import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
 from metrics import binary_metrics, format_metric
@@ -130,7 +130,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
             if runtime.sync_bn:
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            trained = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            trained = DistributedDataParallel(self.model,
+                                              device_ids=[self.device] if self.device.type == "cuda" else None)
         self.forward = torch.compile(trained) if runtime.compile else trained
         self.evaluated = self.forward if self.ranks.world == 1 else self.model  # evaluation syncs nothing per batch
         self.average = WeightAverage(self.model, recipe.ema) if recipe.ema else None
@@ -211,9 +212,9 @@ class Trainer:
                 print(f"resuming {run.name} after epoch {self.epoch}")
                 self._warn_if_the_best_checkpoint_disagrees()
         elif self.history is None:
-            if resume and self.ranks.main:
-                print(f"no last checkpoint of {run.name} to resume ({run.last_path}); starting at epoch 1")
             if self.ranks.main:
+                if resume:
+                    print(f"no last checkpoint of {run.name} to resume ({run.last_path}); starting at epoch 1")
                 run.last_path.unlink(missing_ok=True)  # an overwritten run's: never resume into it
             self.history = runs.new_history(run, self.recipe.selection_metric, self.config, library_versions())
             self.best = {"value": -math.inf, "epoch": None}
@@ -304,7 +305,8 @@ class Trainer:
             correct += (logits.detach().argmax(1) == labels).sum()
             count += len(labels)
         counted = torch.tensor(float(count), dtype=torch.float64, device=self.device)
-        totals = sum_over_ranks(torch.stack([loss_sum.double(), correct.double(), counted, (first_bad_step >= 0).double()]),
+        bad = (first_bad_step >= 0).double()
+        totals = sum_over_ranks(torch.stack([loss_sum.double(), correct.double(), counted, bad]),
                                 self.ranks)  # every rank stops on any rank's bad loss
         if totals[3] > 0:
             where = f"step {first_bad_step.item()}" if first_bad_step.item() >= 0 else "another rank's step"
@@ -331,12 +333,11 @@ class Trainer:
             loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
             scores.append(torch.softmax(logits, 1)[:, 1])
             labels_seen.append(labels)
-        total = len(dataset)  # each rank scored its block of the split: gathered, the split's scores in order
-        scores = gather_parts(torch.cat(scores) if scores else torch.zeros(0, device=self.device), self.ranks, total)
-        labels = gather_parts(torch.cat(labels_seen) if labels_seen else torch.zeros(0, dtype=torch.int64,
-                                                                                      device=self.device), self.ranks, total)
+        scores = torch.cat(scores) if scores else torch.zeros(0, device=self.device)
+        labels = torch.cat(labels_seen) if labels_seen else torch.zeros(0, dtype=torch.int64, device=self.device)
+        # Each rank scored its block of the split: gathered, they are the split's scores in its order.
+        scores, labels = (gather_parts(part, self.ranks, len(dataset)).cpu().numpy() for part in (scores, labels))
         sum_over_ranks(loss_sum, self.ranks)
-        scores, labels = scores.cpu().numpy(), labels.cpu().numpy()
         result = binary_metrics(labels, scores)
         result["loss"] = loss_sum.item() / len(labels)
         result["scores"], result["labels"] = scores, labels

@@ -16,7 +16,7 @@ from torch.utils.data import BatchSampler, RandomSampler
 
 import distributed
 from distributed import Ranks
-from faces_dataset import (DecodedFaces, FacesDataset, Normalizer, RankBatches, balanced_sample_weights,
+from faces_dataset import (DecodedFaces, FacesDataset, RankBatches, balanced_sample_weights,
                            decode_dataset, make_batches)
 from metrics import binary_metrics
 from models import SimpleNet

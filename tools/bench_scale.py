@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))  # the toolkit's modules, one folder up
 import demo_data
 import distributed
 from cli import ArgumentParser
-from faces_dataset import IMAGE_BYTES, SPLITS, DecodedFaces, FacesDataset, decode_dataset, place_images
+from faces_dataset import IMAGE_BYTES, SPLITS, FacesDataset, decode_dataset, place_images
 from fileio import write_json
 from models import build_model, precision_settings
 from recipe import SYMMETRIC_NORMALIZATION, recipe_named
@@ -89,12 +89,9 @@ def worker(args):
     device = distributed.device_of(ranks, args.device)
     torch.manual_seed(0)
     with distributed.process_group(ranks, device):
-        if not ranks.main:
-            distributed.barrier(ranks)  # rank 0 decodes first, as train_main does
-        splits = [decode_dataset(FacesDataset(Path(args.data) / split), args.cache_dir, progress=False)
-                  for split in SPLITS]
-        if ranks.main:
-            distributed.barrier(ranks)
+        with distributed.main_rank_first(ranks):  # rank 0 decodes first, as train_main does
+            splits = [decode_dataset(FacesDataset(Path(args.data) / split), args.cache_dir, progress=False)
+                      for split in SPLITS]
         for split in splits:
             if args.placement == "memory":  # the whole split read into host memory, as before the memory map
                 split.images, split.mapped_from = split.images.clone(), None
