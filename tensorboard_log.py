@@ -17,16 +17,18 @@ import numpy as np
 from faces_dataset import load_image
 
 SPLITS = ("train", "val", "test")
+EVENT_FILE_PREFIX = "events.out.tfevents."  # the files SummaryWriter writes
 GRAD_CAM_IMAGES = 4  # per best epoch: two of each class where the split has them
 
 
 class TensorBoardLogger:
     """Writes a run's steps and epochs as TensorBoard events under ``log_dir`` (a context manager)."""
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir, hide_earlier=False):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(log_dir))
+        # purge_step 0 starts a new session at step 0: TensorBoard drops every event read before it (nothing deleted)
+        self.writer = SummaryWriter(str(log_dir), purge_step=0 if hide_earlier else None)
 
     def __enter__(self):
         return self

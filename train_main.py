@@ -37,6 +37,7 @@ from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_
                     resolve_device)
 from recipe import DEFAULT_RECIPE, RECIPE_NAMES, add_recipe_arguments, apply_recipe, resolve_normalization
 from runs import RunLockedError
+from tensorboard_log import EVENT_FILE_PREFIX, TensorBoardLogger  # imports no tensorboard until a logger is made
 from trainer import NonFiniteLossError, Runtime, Trainer, format_history_table, seed_everything
 
 
@@ -120,6 +121,7 @@ def parse_args(argv=None, ranks=SINGLE):
     if args.tensorboard is not None:
         check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, inputs, folder=True)
     check_earlier_run(parser, args, run)
+    check_earlier_events(parser, args, run)
     return args, recipe, run
 
 
@@ -184,6 +186,16 @@ def check_earlier_run(parser, args, run):
     if existing and args.resume and not run.last_path.exists():
         parser.error(f"--resume: {run.last_path} (the run's last checkpoint) not found, so {existing[0]} cannot be "
                      "continued; pass --overwrite to start the run again")
+
+
+def check_earlier_events(parser, args, run):
+    """parser.error when a new run would write its TensorBoard events beside an earlier run's without --overwrite."""
+    if args.tensorboard is None or args.overwrite or args.resume:
+        return
+    earlier = sorted(Path(args.tensorboard or run.tensorboard_dir).glob(f"{EVENT_FILE_PREFIX}*"))
+    if earlier:
+        parser.error(f"--tensorboard: {earlier[0].parent} holds an earlier run's events ({earlier[0].name}); pass "
+                     "--overwrite to hide them behind this run's (they are kept), or choose another folder")
 
 
 def is_pretrained(args):
@@ -307,20 +319,20 @@ def train(args, recipe, run, model, ranks=SINGLE):
                       compile=args.compile, workers=args.workers if args.no_cache and args.workers else 0,
                       seed=args.seed, checkpoint_interval=args.checkpoint_interval, progress=ranks.main,
                       ranks=ranks, sync_bn=args.sync_bn)
-    with open_logger(args.tensorboard if ranks.main else None, run) as logger:
+    fresh = not (args.resume and run.last_path.exists())
+    with open_logger(args.tensorboard if ranks.main else None, run, fresh) as logger:
         trainer = Trainer(model, splits, run, recipe, runtime, normalization, config, logger)
         return trainer.run(recipe.epochs, resume=args.resume)
 
 
-def open_logger(tensorboard, run):
-    """The TensorBoard logger of ``--tensorboard`` (a context manager; None inside without the flag)."""
+def open_logger(tensorboard, run, fresh):
+    """The TensorBoard logger of ``--tensorboard`` (a context manager; None inside without the flag). A ``fresh``
+    run (not resumed) hides the folder's earlier events from TensorBoard, so an overwritten run's never mix in."""
     if tensorboard is None:
         return contextlib.nullcontext()
-    from tensorboard_log import TensorBoardLogger  # only when asked: training needs no tensorboard package
-
     log_dir = Path(tensorboard or run.tensorboard_dir)  # "" (the flag alone): the run's own folder
     print(f"TensorBoard events: {log_dir} (view: tensorboard --logdir {log_dir.parent})")
-    return TensorBoardLogger(log_dir)
+    return TensorBoardLogger(log_dir, hide_earlier=fresh)
 
 
 if __name__ == "__main__":

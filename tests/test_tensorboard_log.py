@@ -46,3 +46,32 @@ def test_tensorboard_logs_steps_epochs_and_the_best_epochs_images(tiny_fakes, tm
 def test_tensorboard_is_off_without_the_flag(tiny_run):
     assert not (tiny_run["out_dir"] / "tb").exists()
     assert json.loads(tiny_run["json"].read_text())["config"]["tensorboard"] is None
+
+
+def test_overwritten_run_hides_the_earlier_events_and_keeps_their_files(tiny_fakes, tmp_path, capsys):
+    out = tmp_path / "out"
+    command = ["-d", str(tiny_fakes), "-b", "8", "--device", "cpu", "--tensorboard", "--run-name", "tb",
+               "--out-dir", str(out), "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")]
+    assert train_main.main(command + ["-e", "2"]) == 0
+    log_dir = out / "tb" / "tb"
+    earlier = sorted(log_dir.iterdir())
+    assert train_main.main(command + ["-e", "1", "--overwrite"]) == 0
+    assert set(earlier) < set(log_dir.iterdir())  # nothing deleted: a second file beside the first
+    events = read_events(log_dir)
+    assert [event.step for event in events.Scalars("train/loss")] == [1]  # the earlier run's epoch 2 is gone
+    assert len(events.Scalars("step/train_loss")) == 3
+    assert events.Scalars("train/loss")[0].value == pytest.approx(json.loads((out / "tb.json").read_text())["train_loss"][0],
+                                                                  rel=1e-6)
+
+
+def test_new_run_into_a_folder_of_earlier_events_is_a_usage_error(tiny_fakes, tmp_path, capsys):
+    log_dir = tmp_path / "shared_tb"
+    log_dir.mkdir()
+    (log_dir / "events.out.tfevents.1.host.1.0").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(["-d", str(tiny_fakes), "--device", "cpu", "--tensorboard", str(log_dir),
+                         "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(log_dir) in message and "--overwrite" in message and "events.out.tfevents.1.host.1.0" in message
+    assert not (tmp_path / "out").exists()
