@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 import cli
 from cli import add_device_flag, add_run_flags, check_run_flags
-from faces_dataset import SPLITS, FacesDataset, Normalizer, dataset_name, drop_unreadable, find_dataset
+from faces_dataset import (SPLITS, FacesDataset, Normalizer, dataset_name, dataset_not_found, drop_unreadable,
+                           find_dataset)
 from fileio import check_output_path, save_figure
 from models import load_trained_model, resolve_device
 from runs import model_file_name, read_history
@@ -107,8 +108,7 @@ def dataset_root(name, data_root):
     """The folder of dataset ``name`` (a path, or a name under ``data_root``)."""
     root = find_dataset(name, data_root)
     if root is None:
-        raise AnalysisError(f"dataset {name!r} not found as a path or under --data-root {data_root!r}; "
-                            "run 'python demo_data.py' for the demo datasets or pass the dataset folder")
+        raise AnalysisError(f"dataset {dataset_not_found(name, data_root)}")
     return root
 
 

@@ -11,9 +11,8 @@
 import argparse
 import functools
 import sys
-from pathlib import Path
 
-from faces_dataset import DatasetError, dataset_name, find_dataset
+from faces_dataset import DatasetError, dataset_name, dataset_not_found, find_dataset
 from fileio import CheckpointError, WriteError
 from models import model_name
 from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
@@ -90,9 +89,6 @@ def dataset_folder(parser, name, data_root, flag="-d"):
     """The folder of dataset ``name``, or ``parser.error`` listing the datasets under ``data_root``."""
     folder = find_dataset(name, data_root)
     if folder is None:
-        found = sorted(path.name for path in Path(data_root).glob("*") if (path / "train").is_dir())
-        hint = f" (datasets under {data_root}: {', '.join(found)})" if found else ""
-        parser.error(f"{flag} {name}: not found as a path or under --data-root {data_root!r}{hint}; "
-                     "run 'python demo_data.py' for the demo datasets or pass the folder that holds train/ val/ test/")
+        parser.error(f"{flag} {dataset_not_found(name, data_root)}")
     return folder
 

@@ -145,6 +145,14 @@ def find_dataset(name, data_root):
     return None
 
 
+def dataset_not_found(name, data_root):
+    """Why ``find_dataset`` found nothing and what to do, naming the datasets that are under ``data_root``."""
+    found = sorted(path.name for path in Path(data_root).glob("*") if (path / "train").is_dir())
+    hint = f" (datasets under {data_root}: {', '.join(found)})" if found else ""
+    return (f"{name}: not found as a path or under --data-root {str(data_root)!r}{hint}; run 'python demo_data.py' "
+            "for the demo datasets or pass the folder that holds train/ val/ test/")
+
+
 def load_landmarks(split_folder):
     """{image path under ``split_folder`` ("real/a.png"): 68x2 float array of landmarks in that image's pixels},
     read from the ``landmarks.json`` that build_faces_dataset.py writes with the dlib detector.

@@ -339,3 +339,12 @@ def test_a_full_disk_under_the_figures_is_one_line_naming_the_figure(tiny_run, s
     assert error.startswith(f"error: {figures}/tiny_fakes_SimpleNet_Adam") and error.count("\n") == 1, error
     assert error.endswith(f".png: disk full writing it (0 bytes free on {figures}); free some space and run the command again\n")
     assert sorted(p.name for p in figures.iterdir()) == ["filler"]
+
+
+def test_missing_eval_dataset_is_one_line_listing_the_datasets_there(tiny_run, tmp_path, capsys):
+    flags = run_flags(tiny_run, tmp_path / "figures") + ["--eval-dataset", "nope",
+                                                        "--data-root", str(tiny_run["dataset"].parent)]
+    assert numerical_analysis.main(flags) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "nope: not found as a path or under --data-root" in error and "demo_data.py" in error
+    assert f"(datasets under {tiny_run['dataset'].parent}: {tiny_run['dataset'].name}" in error
