@@ -463,6 +463,18 @@ def test_resume_with_the_best_checkpoint_deleted_says_so_and_names_no_missing_fi
     assert f"best checkpoint: none ({best} is missing" in output and not best.exists()
 
 
+def test_real_only_turns_early_stopping_off_unless_patience_is_given(tiny_fakes, tmp_path, capsys):
+    common = ["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+              "--real-only", "--self-blend", "0.5"]
+    args, recipe, _ = train_main.parse_args(common)
+    assert args.patience == recipe.patience == 0
+    assert "--real-only: early stopping off (--patience 0, not 4)" in capsys.readouterr().out
+    args, recipe, _ = train_main.parse_args(common + ["--patience", "6"])
+    assert args.patience == recipe.patience == 6 and "early stopping off" not in capsys.readouterr().out
+    _, recipe, _ = train_main.parse_args(common[:-3])
+    assert recipe.patience == 4  # with real fakes the recipe's patience stays
+
+
 @pytest.mark.parametrize("path_flags", [[], ["--no-cache"]])
 def test_real_only_never_reads_a_fake_training_image(tiny_fakes, tmp_path, capsys, path_flags):
     dataset = shutil.copytree(tiny_fakes, tmp_path / "tiny_fakes")
