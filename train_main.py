@@ -104,12 +104,6 @@ def parse_args(argv=None, ranks=SINGLE):
     args = parser.parse_args(argv)
     recipe = apply_recipe(args, parser.error)
     check_values(parser, args)
-    if args.real_only and args.patience and "patience" not in args.recipe_overrides:
-        # measured on FaceForensics++: validation AUC climbed for 97 of 100 epochs; --patience 4 stopped at epoch 9
-        print(f"--real-only: early stopping off (--patience 0, not {args.patience}): pseudo-fakes are learnt slowly "
-              "and validation AUC climbs for many epochs; pass --patience N to stop early")
-        args.patience = 0
-        recipe = dataclasses.replace(recipe, patience=0)
     args.dataset_path = dataset_folder(parser, args.dataset, args.data_root)
     missing = [split for split in SPLITS if not (args.dataset_path / split).is_dir()]
     if missing:
@@ -129,6 +123,12 @@ def parse_args(argv=None, ranks=SINGLE):
         check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, inputs, folder=True)
     check_earlier_run(parser, args, run)
     check_earlier_events(parser, args, run)
+    if args.real_only and args.patience and "patience" not in args.recipe_overrides:
+        # measured on FaceForensics++: validation AUC climbed for 97 of 100 epochs; --patience 4 stopped at epoch 9
+        print(f"--real-only: early stopping off (--patience 0, not {args.patience}): pseudo-fakes are learnt slowly "
+              "and validation AUC climbs for many epochs; pass --patience N to stop early")
+        args.patience = 0
+        recipe = dataclasses.replace(recipe, patience=0)
     return args, recipe, run
 
 
