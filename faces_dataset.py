@@ -361,10 +361,14 @@ class _CacheBusy(RuntimeError):
     pass
 
 
-def _mapped_pixels(pixels_path, count):
-    """The cache's ``count`` images memory-mapped from its pixel file (private and lazy: nothing is read yet)."""
+def _mapped_faces(pixels_path, root_path, labels, files, digests):
+    """The DecodedFaces of a cache's pixel file, memory-mapped (private and lazy: nothing is read yet)."""
+    count = len(labels)
     images = torch.from_file(str(pixels_path), shared=False, size=count * IMAGE_BYTES, dtype=torch.uint8)
-    return images.view(count, 3, IMAGE_SIZE, IMAGE_SIZE)
+    decoded = DecodedFaces(images.view(count, 3, IMAGE_SIZE, IMAGE_SIZE), torch.tensor(labels), files, root_path,
+                           mapped_from=pixels_path)
+    decoded.image_digests = digests
+    return decoded
 
 
 def _decoded_from_cache(pixels_path, dataset, strict):
@@ -378,10 +382,9 @@ def _decoded_from_cache(pixels_path, dataset, strict):
         count = len(index["labels"])
         if pixels_path.stat().st_size != count * IMAGE_BYTES or len(index["files"]) != count:
             raise ValueError("pixels and index disagree")
-        decoded = DecodedFaces(_mapped_pixels(pixels_path, count), torch.tensor(index["labels"]),
-                               [dataset.root_path / file for file in index["files"]], dataset.root_path,
-                               mapped_from=pixels_path)
-        decoded.image_digests = [bytes.fromhex(digest) for digest in index["digests"]]
+        decoded = _mapped_faces(pixels_path, dataset.root_path, index["labels"],
+                                [dataset.root_path / file for file in index["files"]],
+                                [bytes.fromhex(digest) for digest in index["digests"]])
         skipped = [(str(file), str(reason)) for file, reason in index["skipped"]]
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         print(f"warning: {pixels_path}: unreadable cache, decoding again")
@@ -411,10 +414,7 @@ def _decode_to_cache(pixels_path, dataset, workers, strict, progress):
     write_json(pixels_path.with_suffix(".json"), {
         "labels": labels, "files": [file.relative_to(dataset.root_path).as_posix() for file in files],
         "skipped": skipped, "digests": [digest.hex() for digest in digests]})
-    decoded = DecodedFaces(_mapped_pixels(pixels_path, len(kept)), torch.tensor(labels), files, dataset.root_path,
-                           mapped_from=pixels_path)
-    decoded.image_digests = digests
-    return decoded
+    return _mapped_faces(pixels_path, dataset.root_path, labels, files, digests)
 
 
 def _decode_in_memory(dataset, workers, strict, progress):

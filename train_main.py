@@ -120,7 +120,7 @@ def parse_args(argv=None, ranks=SINGLE):
     if args.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
         parser.error("--tensorboard needs the tensorboard package: pip install 'tensorboard>=2.14', or drop the flag")
     if args.tensorboard is not None:
-        check_output_path(parser, "--tensorboard", args.tensorboard or run.tensorboard_dir, inputs, folder=True)
+        check_output_path(parser, "--tensorboard", events_dir(args, run), inputs, folder=True)
     check_earlier_run(parser, args, run)
     check_earlier_events(parser, args, run)
     if args.real_only and args.patience and "patience" not in args.recipe_overrides:
@@ -195,11 +195,21 @@ def check_earlier_run(parser, args, run):
                      "continued; pass --overwrite to start the run again")
 
 
+def events_dir(args, run):
+    """The folder of --tensorboard's events: DIR, or the run's own folder for the flag alone ("")."""
+    return Path(args.tensorboard or run.tensorboard_dir)
+
+
+def resuming(args, run):
+    """Whether this command continues the run (--resume with a last checkpoint), rather than starting it."""
+    return args.resume and run.last_path.exists()
+
+
 def check_earlier_events(parser, args, run):
     """parser.error when a new run would write its TensorBoard events beside an earlier run's without --overwrite."""
     if args.tensorboard is None or args.overwrite or args.resume:
         return
-    earlier = sorted(Path(args.tensorboard or run.tensorboard_dir).glob(f"{EVENT_FILE_PREFIX}*"))
+    earlier = sorted(events_dir(args, run).glob(f"{EVENT_FILE_PREFIX}*"))
     if earlier:
         parser.error(f"--tensorboard: {earlier[0].parent} holds an earlier run's events ({earlier[0].name}); pass "
                      "--overwrite to hide them behind this run's (they are kept), or choose another folder")
@@ -303,9 +313,9 @@ def main(argv=None):
 def build(args, run):
     """The model, seeded; a resumed run's weights come from its checkpoint, so none are loaded for it."""
     seed_everything(args.seed, args.deterministic)
-    resuming = args.resume and run.last_path.exists()
-    return build_model(args.model, pretrained=is_pretrained(args) and not resuming,
-                       weights=None if resuming else args.weights, drop_path_rate=args.drop_path)
+    resumed = resuming(args, run)
+    return build_model(args.model, pretrained=is_pretrained(args) and not resumed,
+                       weights=None if resumed else args.weights, drop_path_rate=args.drop_path)
 
 
 def train(args, recipe, run, model, ranks=SINGLE):
@@ -326,18 +336,17 @@ def train(args, recipe, run, model, ranks=SINGLE):
                       compile=args.compile, workers=args.workers if args.no_cache and args.workers else 0,
                       seed=args.seed, checkpoint_interval=args.checkpoint_interval, progress=ranks.main,
                       ranks=ranks, sync_bn=args.sync_bn)
-    fresh = not (args.resume and run.last_path.exists())
-    with open_logger(args.tensorboard if ranks.main else None, run, fresh) as logger:
+    log_dir = events_dir(args, run) if args.tensorboard is not None and ranks.main else None
+    with open_logger(log_dir, fresh=not resuming(args, run)) as logger:
         trainer = Trainer(model, splits, run, recipe, runtime, normalization, config, logger)
         return trainer.run(recipe.epochs, resume=args.resume)
 
 
-def open_logger(tensorboard, run, fresh):
-    """The TensorBoard logger of ``--tensorboard`` (a context manager; None inside without the flag). A ``fresh``
+def open_logger(log_dir, fresh):
+    """The TensorBoard logger writing to ``log_dir`` (a context manager; None inside for no folder). A ``fresh``
     run (not resumed) hides the folder's earlier events from TensorBoard, so an overwritten run's never mix in."""
-    if tensorboard is None:
+    if log_dir is None:
         return contextlib.nullcontext()
-    log_dir = Path(tensorboard or run.tensorboard_dir)  # "" (the flag alone): the run's own folder
     print(f"TensorBoard events: {log_dir} (view: tensorboard --logdir {log_dir.parent})")
     return TensorBoardLogger(log_dir, hide_earlier=fresh)
 
