@@ -291,7 +291,8 @@ def build(real, fake, out, frames=10, ratios=(0.8, 0.1, 0.1), seed=0, group_by="
     cropper = cropper or FaceCropper()
     staging = out / STAGING
     rows, used_names = [], set()
-    sources = [(label, root, path) for label, root in zip(CLASS_NAMES, (real, fake)) for path in list_sources(root)]
+    sources = [(label, root, path) for label, root in zip(CLASS_NAMES, (real, fake)) if root is not None
+               for path in list_sources(root)]
     if groups:
         named = {name for _, root, path in sources for name in (path.relative_to(root).as_posix(), path.name)}
         unused = sorted(set(groups) - named)
@@ -359,7 +360,9 @@ def write_manifest(path, rows):
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--real", required=True, help="folder of real photos and/or videos (searched recursively)")
-    parser.add_argument("--fake", required=True, help="folder of fake photos and/or videos (searched recursively)")
+    parser.add_argument("--fake", default=None,
+                        help="folder of fake photos and/or videos (searched recursively); without it the dataset holds "
+                             "real faces only (for train_main.py --real-only, or to be joined with fakes)")
     parser.add_argument("--output", "--out", "-o", required=True,
                         help="dataset folder to create (train/ val/ test/ + manifest.csv); -o and --out are older spellings")
     parser.add_argument("--frames", type=int, default=10, help="evenly spaced frames taken per video (default: 10)")
@@ -382,11 +385,16 @@ def parse_args(argv=None):
                         help="face detector: dlib (HOG + 68 landmarks) or haar (OpenCV) (default: dlib when installed)")
     parser.add_argument("--align", action="store_true",
                         help="rotate each face so the eyes are level before cropping (needs the dlib detector)")
+    parser.add_argument("--as-crops", action="store_true",
+                        help="the photos are face crops already (e.g. DFDC's): keep each whole (squared, resized), "
+                             "with the landmarks of the face found in it; a photo without a face is left out")
     parser.add_argument("--overwrite", action="store_true", help="replace the splits and manifest of an earlier build in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     for name in ("real", "fake"):
         folder = getattr(args, name)
+        if folder is None:
+            continue
         if not Path(folder).is_dir():
             parser.error(f"--{name} {folder}: folder not found; pass the folder that holds the {name} photos/videos")
         if not any(is_source(path, Path(folder)) for path in Path(folder).rglob("*")):
@@ -404,7 +412,10 @@ def parse_args(argv=None):
         parser.error(f"--ratios {' '.join(map(str, args.ratios))}: need three shares >= 0 summing to 1, train > 0")
     if args.enlarge < 1:
         parser.error(f"--enlarge must be >= 1 (got {args.enlarge})")
-    check_output_path(parser, "--output", args.output, [args.real, args.fake], folder=True, whole=True)
+    if args.as_crops and args.align:
+        parser.error("--as-crops keeps each photo whole, so it cannot be aligned; drop --align")
+    check_output_path(parser, "--output", args.output, [folder for folder in (args.real, args.fake) if folder],
+                      folder=True, whole=True)
     out = Path(args.output)
     earlier = [out / name for name in (*SPLITS, "manifest.csv", STAGING, NEW_BUILD) if (out / name).exists()]
     if earlier and not args.overwrite:
@@ -442,7 +453,8 @@ def not_of_an_earlier_build(out):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cropper = FaceCropper(min_face=args.min_face, enlarge=args.enlarge, detector=args.detector, align=args.align)
+        cropper = FaceCropper(min_face=args.min_face, enlarge=args.enlarge, detector=args.detector, align=args.align,
+                              whole=args.as_crops)
     except FaceDetectorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -479,8 +491,9 @@ def main(argv=None):
             print(f"  ... and {len(missing) - MAX_LISTED} more (status 'no face' in manifest.csv)")
     for row in unreadable:
         print(f"error: {row['source']}: {row['status']}", file=sys.stderr)
+    labels = CLASS_NAMES if args.fake is not None else CLASS_NAMES[:1]
     empty = [f"{split}/{label}" for split, ratio in zip(SPLITS, args.ratios) if ratio > 0
-             for label in CLASS_NAMES if images[split, label] == 0]
+             for label in labels if images[split, label] == 0]
     if empty:
         print(f"error: no images in {', '.join(empty)}; train_main.py needs real and fake images in every split: "
               "add sources (faces) or change --ratios", file=sys.stderr)

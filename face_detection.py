@@ -186,9 +186,11 @@ class FaceCropper:
     ``cropper.face(rgb)`` -> a ``Face`` (crop, box, landmarks, angle) or None.
 
     ``detector``: "dlib", "haar" or None (dlib when installed, else haar; ``note`` then says why).
+    ``whole``: the images are face crops already (DFDC's, say): the crop is the whole image (made square
+    about its centre, black outside), and the face found only places the landmarks.
     """
 
-    def __init__(self, min_face=32, enlarge=ENLARGE, size=IMAGE_SIZE, detector=None, align=False):
+    def __init__(self, min_face=32, enlarge=ENLARGE, size=IMAGE_SIZE, detector=None, align=False, whole=False):
         self.note = None
         if detector is None:
             detector, self.note = default_detector()
@@ -199,11 +201,13 @@ class FaceCropper:
                                     f"{DLIB_HINT}, or leave out --align")
         self.name = detector
         self.detector = DlibDetector() if detector == "dlib" else HaarDetector()
-        self.min_face, self.enlarge, self.size, self.align = min_face, enlarge, size, align
+        if align and whole:
+            raise ValueError("a whole-image crop cannot be aligned: its face is cropped already")
+        self.min_face, self.enlarge, self.size, self.align, self.whole = min_face, enlarge, size, align, whole
 
     def __reduce__(self):
         """Pickled as its settings (dlib's models do not pickle): a worker process rebuilds its own detector."""
-        return FaceCropper, (self.min_face, self.enlarge, self.size, self.name, self.align)
+        return FaceCropper, (self.min_face, self.enlarge, self.size, self.name, self.align, self.whole)
 
     def faces(self, rgb):
         """Every face found: a list of ``(box, landmarks)``, box ``(x, y, w, h)`` and landmarks in image pixels
@@ -221,9 +225,16 @@ class FaceCropper:
         side = max(w, h) * self.enlarge
         return round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), round(side)
 
+    def whole_square(self, rgb):
+        """The square ``(left, top, side)`` about the image's centre that holds all of it (``whole`` crops)."""
+        height, width = rgb.shape[:2]
+        side = max(height, width)
+        return (width - side) // 2, (height - side) // 2, side
+
     def crop(self, rgb, box):
-        """The square ``enlarge``-times crop around ``box``, resized to ``size`` x ``size`` (black outside the image)."""
-        left, top, side = self.square(box)
+        """The square ``enlarge``-times crop around ``box`` (``whole``: the whole image), resized to ``size`` x
+        ``size`` (black outside the image)."""
+        left, top, side = self.whole_square(rgb) if self.whole else self.square(box)
         square = Image.fromarray(rgb).crop((left, top, left + side, top + side))
         return square.resize((self.size, self.size), Image.BILINEAR)
 
@@ -243,7 +254,7 @@ class FaceCropper:
             landmarks, angle = rotate_points(landmarks, center, tilt), tilt
             box_center = rotate_points([[box[0] + box[2] / 2, box[1] + box[3] / 2]], center, tilt)[0]
             box = (box_center[0] - box[2] / 2, box_center[1] - box[3] / 2, box[2], box[3])
-        left, top, side = self.square(box)
+        left, top, side = self.whole_square(rgb) if self.whole else self.square(box)
         in_crop = None if landmarks is None else (landmarks - (left, top)) * (self.size / side)
         return Face(self.crop(rgb, box), found[0], in_crop, angle)
 

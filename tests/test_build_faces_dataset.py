@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 import build_faces_dataset as build
+import faces_dataset
 import demo_media
 import train_main
 from face_detection import FaceCropper
@@ -263,3 +264,39 @@ def test_a_full_disk_under_the_crops_is_one_line_naming_the_crop(tmp_path, small
     assert error.startswith(f"error: {staging}/") and ".png: disk full writing it (" in error
     assert f"free on {folder}); free some space and run the command again" in error
     assert not list(folder.rglob("*.tmp"))
+
+
+def test_as_crops_keeps_each_photo_whole_with_the_landmarks_of_its_face(tmp_path):
+    """Face crops made elsewhere (DFDC's): kept whole, squared about their centre, with their face's landmarks."""
+    real = tmp_path / "crops"
+    real.mkdir()
+    photo = Image.fromarray(skimage_data.astronaut()).crop((130, 20, 320, 230))  # 190 x 210, the face filling it
+    for index in range(4):
+        photo.save(real / f"crop_{index}.png")
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(real / "blank.png")
+    out = tmp_path / "faces"
+    code = build.main(["--real", str(real), "-o", str(out), "--as-crops", "--ratios", "0.5", "0.5", "0",
+                       "--no-progress", "--workers", "1"])
+    assert code == 0  # no --fake: a real-only dataset, and its empty test split is no error at ratio 0
+    rows = read_manifest(out)
+    kept = [row for row in rows if row["status"] == "ok"]
+    assert len(kept) == 4 and [row["status"] for row in rows if row not in kept] == ["no face"]
+    crop = np.asarray(Image.open(out / kept[0]["image"]))
+    assert crop.shape == (256, 256, 3)
+    square = Image.new("RGB", (210, 210))  # squared about the centre: 10 black columns on each side
+    square.paste(photo, (10, 0))
+    expected = np.asarray(square.resize((256, 256), Image.BILINEAR))
+    assert crop[:, :12].max() == 0 and crop[:, -12:].max() == 0
+    assert np.abs(crop.astype(int) - expected).max() <= 1
+    split = kept[0]["split"]
+    landmarks = faces_dataset.load_landmarks(out / split)[kept[0]["image"].split("/", 1)[1]]
+    assert 40 < landmarks[:, 0].mean() < 216 and 40 < landmarks[:, 1].mean() < 216  # the face, in crop pixels
+    assert not (out / split / "fake").exists() or not any((out / split / "fake").iterdir())
+
+
+def test_as_crops_cannot_be_aligned(tmp_path, capsys):
+    (tmp_path / "real").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "real" / "a.png")
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--real", str(tmp_path / "real"), "-o", str(tmp_path / "out"), "--as-crops", "--align"])
+    assert exit_info.value.code == 2 and "--as-crops keeps each photo whole" in capsys.readouterr().err
