@@ -287,3 +287,67 @@ def test_patch_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
     images = torch.randn(2, 3, 256, 256)
     maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
     assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("name, channels", [("SeamNet", 128), ("SeamNet-8x1", 64)])
+def test_seamnet_gives_logits_and_a_mask_map_of_its_last_stage(name, channels):
+    model = build_model(name)
+    assert model_name_error(name) is None and models.has_mask_head(name)
+    assert model.head.fc.in_features == 2 * channels  # average and max pooling side by side
+    images = torch.randn(3, 3, 256, 256)
+    logits, mask_logits = model(images, with_mask=True)
+    assert logits.shape == (3, 2) and mask_logits.shape == (3, 1, 16, 16)  # 4 stride-2 stages: 256 / 16
+    assert torch.equal(model(images), logits)
+    assert model(torch.randn(1, 3, 128, 96)).shape == (1, 2)  # global pooling: any size
+    assert not any(isinstance(layer, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for layer in model.modules())
+
+
+def test_seamnet_default_is_sized_like_simplenet():
+    model = build_model("SeamNet")
+    assert count(model) == 294_643
+    convolutions = [layer for layer in model.features.modules() if isinstance(layer, torch.nn.Conv2d)]
+    assert [layer.stride for layer in convolutions[::2]] == [(2, 2)] * 4 and len(convolutions) == 8
+    assert all(isinstance(block[1], torch.nn.BatchNorm2d) for block in model.features)
+
+
+@pytest.mark.parametrize("name", ["SeamNet-0x2", "SeamNet-16", "SeamNet-16x99", "seam:not_a_model"])
+def test_seamnet_names_that_build_nothing_are_refused_with_the_fix(name):
+    assert model_name_error(name)
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid choice"):
+        model_name(name)
+
+
+def test_seamnet_learns_a_few_steps_with_its_mask_head():
+    torch.manual_seed(0)
+    model = build_model("SeamNet-8x1")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    images = torch.rand(8, 3, 64, 64)
+    labels = torch.tensor([0, 1] * 4)
+    images[labels == 1, :, 16:48, 16:48] += 1.0  # the fakes carry a bright square: the mask
+    masks = torch.zeros(8, 1, 64, 64)
+    masks[labels == 1, :, 16:48, 16:48] = 1.0
+    from trainer import mask_loss
+    losses = []
+    for _ in range(30):
+        logits, mask_logits = model(images, with_mask=True)
+        loss = torch.nn.functional.cross_entropy(logits, labels) + mask_loss(mask_logits, masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_seam_prefix_puts_a_timm_backbone_under_the_seamnet_head():
+    model = build_model("seam:resnet18")
+    logits, mask_logits = model(torch.randn(2, 3, 256, 256), with_mask=True)
+    assert logits.shape == (2, 2) and mask_logits.shape == (2, 1, 8, 8)
+    assert model.head.fc.in_features == 2 * 512
+    assert models.model_normalization("seam:resnet18", model) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_channels_last_on_the_cpu_only_for_seamnet():
+    assert models.precision_settings("SeamNet", "cpu") == (None, True)
+    assert models.precision_settings("SeamNet", "cpu", "off") == (None, False)
+    assert models.precision_settings("SimpleNet", "cpu") == (None, False)
+    assert models.precision_settings("timm:resnet18", "cpu") == (None, False)
