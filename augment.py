@@ -131,10 +131,10 @@ def draw_resized_boxes(count, size, min_scale, generator):
     return torch.stack([top, left, height, width])
 
 
-def resized_crop_flip(images, boxes, flips, size=IMAGE_SIZE):
+def resized_crop_flip(images, boxes, flips, size=IMAGE_SIZE, as_uint8=True):
     """Each image's window ``boxes[:, i]`` (top, left, height, width) resized to ``size`` x ``size``
-    (bilinear, one ``grid_sample`` for the batch), flipped where ``flips``; uint8 in and out.
-    A whole-image window of the image's own size returns the image unchanged."""
+    (bilinear, one ``grid_sample`` for the batch), flipped where ``flips``; uint8 in and out (float in and out
+    without ``as_uint8``). A whole-image window of the image's own size returns the image unchanged."""
     batch, _, height, width = images.shape
     top, left, box_height, box_width = boxes.to(images.device, torch.float32)
     theta = torch.zeros(batch, 2, 3, device=images.device)
@@ -142,10 +142,10 @@ def resized_crop_flip(images, boxes, flips, size=IMAGE_SIZE):
     theta[:, 0, 2] = (2 * left + box_width) / width - 1
     theta[:, 1, 1] = box_height / height
     theta[:, 1, 2] = (2 * top + box_height) / height - 1
-    grid = torch.nn.functional.affine_grid(theta, (batch, 3, size, size), align_corners=False)
+    grid = torch.nn.functional.affine_grid(theta, (batch, images.shape[1], size, size), align_corners=False)
     resized = torch.nn.functional.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
                                               align_corners=False)
-    return resized.round().clamp(0, 255).to(torch.uint8)
+    return resized.round().clamp(0, 255).to(torch.uint8) if as_uint8 else resized
 
 
 def _grayscale(images):
@@ -296,6 +296,22 @@ class Augmenter:
     def select(params, start, stop):
         """The parameters of images ``start:stop``."""
         return {key: value[..., start:stop] for key, value in params.items()}
+
+    @staticmethod
+    def take(params, positions):
+        """The parameters of the images at ``positions`` (a tensor on the parameters' device; repeats allowed)."""
+        return {key: value[..., positions.to(value.device)] for key, value in params.items()}
+
+    def geometric(self, maps, params):
+        """Float maps (B x C x H x W, e.g. manipulation masks) cropped, resized and flipped as ``__call__`` crops,
+        resizes and flips the images of the same ``params``; the photometric ops leave maps alone."""
+        config = self.config
+        if "boxes" in params:
+            maps = resized_crop_flip(maps, params["boxes"], params["flips"], as_uint8=False)
+        if "offsets" in params:
+            padding = CROP_PADDING if config.crop == "pad" else 0
+            maps = crop_flip(maps, params["offsets"], params["flips"], padding, config.output_size)
+        return maps
 
     def __call__(self, images, params):
         """The uint8 batch ``images`` augmented with ``params`` (one column per image)."""

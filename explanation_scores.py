@@ -20,11 +20,10 @@ landmarks can be scored, fakes or no fakes.
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import Image
 
 from analysis_common import normalized_batches, save
 
-from faces_dataset import IMAGE_SIZE, DatasetError, DecodedFaces, landmarks_tensor, load_image, stored_mode, to_8_bit
+from faces_dataset import IMAGE_SIZE, DecodedFaces, landmarks_tensor, load_image, mask_path, read_mask
 from metrics import format_metric
 from self_blend import self_blend
 
@@ -32,17 +31,8 @@ BASELINES = ("centre baseline", "uniform baseline")
 
 
 def load_mask(path, shape):
-    """A mask file as a boolean array of ``shape`` (nearest-neighbour resized when needed); 16-bit
-    and float masks are scaled by their mode, as images are (``faces_dataset.to_8_bit``)."""
-    with Image.open(path) as image:
-        try:
-            mask = to_8_bit(image, stored_mode(image)).convert("L")
-        except ValueError as error:
-            raise DatasetError(f"{path}: cannot map the mask's {image.mode} pixels to 8 bits ({error}); "
-                               "save it as 8-bit (255 = manipulated)") from None
-        if mask.size != (shape[1], shape[0]):
-            mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
-        return np.asarray(mask) > 127
+    """A mask file as a boolean array of ``shape``: manipulated where its 8-bit value is above 127."""
+    return read_mask(path, shape) > 127
 
 
 def fake_mask(dataset, index, shape):
@@ -50,7 +40,7 @@ def fake_mask(dataset, index, shape):
     ``shape``, or None (real image / no mask)."""
     if dataset.labels[index] != 1:
         return None
-    path = dataset.root_path / "masks" / dataset.files[index].relative_to(dataset.root_path / "fake")
+    path = mask_path(dataset, index)
     return load_mask(path, shape) if path.is_file() else None
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset, WeightedRandomSampler
 from torchvision import transforms
@@ -39,6 +40,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLASS_NAMES = ("real", "fake")
 SPLITS = ("train", "val", "test")  # a dataset folder holds these, each with CLASS_NAMES sub-folders
 LANDMARKS_FILE = "landmarks.json"  # in a split folder: 68 face landmarks per crop (build_faces_dataset.py, dlib)
+MASKS_FOLDER = "masks"  # in a split folder: the manipulation mask of each fake, named as it is under fake/
+MASK_SIZE = 64  # masks are kept at this side for --mask-loss (the mask head's map is coarser still)
 MAX_IMAGE_PIXELS = 8192 * 8192
 CACHE_VERSION = 4  # 2: lists the skipped files; 3: 16-bit and float images scaled by their mode; 4: raw pixels + index
 IMAGE_BYTES = 3 * IMAGE_SIZE * IMAGE_SIZE  # one decoded image in the cache
@@ -545,12 +548,15 @@ class CachedBatches:
     global batch (training) or its block of the split (evaluation)."""
 
     def __init__(self, decoded, batch_size, device, normalizer, train, generator, augment=None, sample_weights=None,
-                 self_blend=None, ranks=SINGLE):
+                 self_blend=None, ranks=SINGLE, with_masks=False):
         self.decoded, self.batch_size, self.device = decoded, batch_size, torch.device(device)
         self.normalize, self.train, self.generator = normalizer, train, generator
         self.augmenter = Augmenter(augment or AugmentConfig())
         self.sample_weights, self.self_blend, self.ranks = sample_weights, self_blend, ranks
+        self.with_masks = with_masks
         self.labels = decoded.labels.to(self.device)
+        # with pairs, a step draws half its batch: each real drawn brings its pseudo-fake
+        self.drawn = max(1, batch_size // 2) if train and self_blend is not None and self_blend.pairs else batch_size
 
     def set_epoch(self, epoch):
         """Draw the pseudo-fakes of ``epoch`` (self-blending depends on the epoch, not on the batches drawn)."""
@@ -559,7 +565,7 @@ class CachedBatches:
 
     def _spans(self):
         """The ``[begin, end)`` positions in the epoch's order of this rank's batches."""
-        count, size = len(self.decoded), self.batch_size
+        count, size = len(self.decoded), self.drawn
         if self.train:
             spans = [self.ranks.part(start, min(start + size, count)) for start in range(0, count, size)]
             return spans[:self.ranks.batch_count(count, size)]
@@ -595,10 +601,27 @@ class CachedBatches:
         for batch in prefetched(gather, spans):
             yield batch.to(self.device, non_blocking=True)
 
+    def _masks(self, index, labels, size):
+        """The known manipulation masks of images ``index`` (float B x 1 x size x size): zero for a real image,
+        the dataset's own mask for a fake that has one (``decoded.masks``), NaN for a fake without."""
+        masks = torch.zeros(len(index), 1, size, size, device=self.device)
+        stored = getattr(self.decoded, "masks", None)
+        if stored is not None:
+            resized = F.interpolate(stored[index].to(self.device).float() / 255, size=(size, size), mode="bilinear",
+                                    align_corners=False)
+            known = self.decoded.mask_known[index].to(self.device).view(-1, 1, 1, 1)
+            masks = torch.where(known, resized, masks)
+            unknown = (labels == 1) & ~known.flatten()
+        else:
+            unknown = labels == 1
+        masks[unknown] = math.nan
+        return masks
+
     def __iter__(self):
         """One epoch. The order and augmentation of the whole epoch are drawn up front (the same on every
         rank) and sent to the device once, so the loop itself never waits on the host (JPEG
-        re-compression, when on, is the exception: it runs on the host)."""
+        re-compression, when on, is the exception: it runs on the host). Yields ``(images, labels)``, and
+        with ``with_masks`` the images' manipulation masks third (see ``_masks``), augmented alike."""
         count = len(self.decoded)
         order = self._order(count)
         if self.train:
@@ -607,11 +630,17 @@ class CachedBatches:
         spans = self._spans()
         for (begin, end), batch in zip(spans, self._gathered(order, spans)):
             labels = self.labels[order_on_device[begin:end]]
+            masks = self._masks(order[begin:end], labels, batch.shape[-1]) if self.with_masks else None
+            positions = torch.arange(begin, end)  # each image's column of the epoch's augmentation parameters
             if self.train and self.self_blend is not None:  # before the crop: landmarks are in whole-image pixels
-                batch, labels = self.self_blend.apply(batch, order[begin:end], labels)
+                batch, labels, masks, sources = self.self_blend.apply(batch, order[begin:end], labels, masks)
+                positions = positions[sources]  # a pseudo-fake is augmented as its real image is
             if self.train:
-                batch = self.augmenter(batch, Augmenter.select(params, begin, end))
-            yield self.normalize(batch), labels
+                batch_params = Augmenter.take(params, positions.to(self.device))
+                batch = self.augmenter(batch, batch_params)
+                if masks is not None:
+                    masks = self.augmenter.geometric(masks, batch_params)
+            yield (self.normalize(batch), labels) if masks is None else (self.normalize(batch), labels, masks)
 
 
 class RankBatches(Sampler):
@@ -684,7 +713,7 @@ class SelfBlendedItems(Dataset):
     def __getitem__(self, index):
         pixels = torch.from_numpy(np.array(load_image(self.dataset.files[index]))).permute(2, 0, 1)[None]
         label = torch.tensor([int(self.dataset.labels[index])])
-        pixels, label = self.blends.apply(pixels, torch.tensor([index]), label)
+        pixels, label, _, _ = self.blends.apply(pixels, torch.tensor([index]), label)
         return self.dataset.transform(Image.fromarray(pixels[0].permute(1, 2, 0).numpy())), int(label[0])
 
 
@@ -706,6 +735,45 @@ def landmarks_tensor(dataset):
     return landmarks
 
 
+def mask_path(dataset, index):
+    """Where the manipulation mask of fake ``dataset.files[index]`` is: ``masks/`` beside ``fake/``, same name
+    (255 = manipulated; the demo datasets have one for every fake)."""
+    return dataset.root_path / MASKS_FOLDER / Path(dataset.files[index]).relative_to(dataset.root_path / "fake")
+
+
+def read_mask(path, shape):
+    """A mask file as 8-bit values (uint8 array) of ``shape`` (nearest-neighbour resized when needed); 16-bit
+    and float masks are scaled by their mode, as images are (``to_8_bit``). DatasetError naming the file when
+    it cannot be read so."""
+    try:
+        with Image.open(path) as image:
+            try:
+                mask = to_8_bit(image, stored_mode(image)).convert("L")
+            except ValueError as error:
+                raise DatasetError(f"{path}: cannot map the mask's {image.mode} pixels to 8 bits ({error}); "
+                                   "save it as 8-bit (255 = manipulated)") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the mask ({type(error).__name__}: {error}); "
+                           "replace or remove the file") from None
+    if mask.size != (shape[1], shape[0]):
+        mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+    return np.asarray(mask)
+
+
+def masks_tensor(dataset, size=MASK_SIZE):
+    """``(masks, known)`` of a split's images for --mask-loss: uint8 N x 1 x ``size`` x ``size`` (255 =
+    manipulated) and which are known: every real image (an empty mask) and every fake with a file in
+    ``masks/`` (``mask_path``); a fake without one is not known (its mask is never guessed)."""
+    masks = torch.zeros(len(dataset.files), 1, size, size, dtype=torch.uint8)
+    known = torch.as_tensor(dataset.labels, dtype=torch.int64).cpu() == 0
+    for row in (~known).nonzero().flatten().tolist():
+        path = mask_path(dataset, row)
+        if path.is_file():
+            masks[row, 0] = torch.from_numpy(read_mask(path, (size, size)).copy())
+            known[row] = True
+    return masks, known
+
+
 def place_images(decoded, device, max_fraction=0.5):
     """Move a DecodedFaces' images to ``device`` when they fit in ``max_fraction`` of its free memory, else
     leave them where they are (memory-mapped from the cache, or in host memory), to be gathered batch by
@@ -722,15 +790,18 @@ def place_images(decoded, device, max_fraction=0.5):
 
 
 def make_batches(dataset, batch_size, device, mean, std, train, generator, workers=0, channels_last=False,
-                 augment=None, sample_weights=None, self_blend=None, ranks=SINGLE):
+                 augment=None, sample_weights=None, self_blend=None, ranks=SINGLE, with_masks=False):
     """Batches for a split: the fast path for a DecodedFaces, the per-item path for a FacesDataset.
     ``augment`` (an AugmentConfig, default the course's crop + flip), ``sample_weights``
     (per-image, drawn with replacement; None = a shuffle) and ``self_blend`` (a self_blend.EpochBlends:
     real images made pseudo-fakes before the augmentations) apply when ``train``; ``ranks`` (distributed.Ranks)
-    gives this process its part of every batch."""
+    gives this process its part of every batch; ``with_masks`` (the decoded path only) adds the images'
+    manipulation masks to every batch (CachedBatches)."""
     if isinstance(dataset, DecodedFaces):
         normalizer = Normalizer(mean, std, device, channels_last)
         return CachedBatches(dataset, batch_size, device, normalizer, train, generator, augment, sample_weights,
-                             self_blend, ranks)
+                             self_blend, ranks, with_masks)
+    if with_masks or (self_blend is not None and self_blend.pairs):
+        raise ValueError("manipulation masks and self-blended pairs need the decoded cache, not the per-item path")
     return ItemBatches(dataset, batch_size, device, mean, std, train, generator, workers, channels_last,
                        augment, sample_weights, self_blend, ranks)

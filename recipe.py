@@ -19,6 +19,8 @@ import torch
 from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE
 from self_blend import MASK_MODES
 
+MASK_TARGETS = ("blend", "boundary")
+
 CIFAR10_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 SYMMETRIC_NORMALIZATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 NORMALIZATIONS = ("auto", "dataset", "symmetric", "model", "cifar10")
@@ -118,6 +120,14 @@ KNOBS = (
     Knob("self_blend_mask", "mask of --self-blend: hull = the convex hull of the image's landmarks (landmarks.json; "
          "images without stay real), ellipse = an ellipse about the crop's centre, hull-or-ellipse = the hull where "
          "there are landmarks, else the ellipse", "hull-or-ellipse", "hull-or-ellipse", choices=MASK_MODES),
+    Knob("self_blend_pairs", "each real training image that --self-blend picks keeps its place and its pseudo-fake "
+         "joins the same batch beside it (as the SBI paper builds batches; a step then draws half of --batch-size); "
+         "on by default under --real-only", False, False),
+    Knob("mask_loss", "weight of the manipulation-mask loss: the mask head of SeamNet models learns where each "
+         "image is manipulated (pseudo-fakes' blend masks, a dataset's masks/; none for real images); 0 = off",
+         0.0, 0.0, low=0.0),
+    Knob("mask_target", "what --mask-loss predicts: blend = the blend mask M, boundary = Face X-ray's blending "
+         "boundary 4M(1-M)", "blend", "blend", choices=MASK_TARGETS),
 )
 KNOB_BY_NAME = {knob.name: knob for knob in KNOBS}
 RECIPES = {recipe: {knob.name: knob.value_in(recipe) for knob in KNOBS} for recipe in RECIPE_NAMES}

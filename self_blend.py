@@ -304,13 +304,16 @@ def self_blend(images, landmarks, generator=None, mask="hull", jpeg_prob=0.0):
 
 
 class EpochBlends:
-    """The pseudo-fakes of a training split, epoch by epoch: which real images become fakes (each with
+    """The pseudo-fakes of a training split, epoch by epoch: which real images get a pseudo-fake (each with
     ``probability``) and their parameters, drawn from a generator seeded by (``seed``, epoch) alone and
     kept by image index, so both data paths, any batch order and a resumed run make the same pseudo-fakes.
-    ``landmarks``: N x 68 x 2 in the decoded images' pixels (NaN rows for images without them) or None."""
+    ``landmarks``: N x 68 x 2 in the decoded images' pixels (NaN rows for images without them) or None.
 
-    def __init__(self, probability, labels, landmarks, seed, config=SelfBlendConfig()):
-        self.blender, self.probability, self.seed = SelfBlender(config), probability, seed
+    The pseudo-fake replaces its real image in the batch, or with ``pairs`` (as the SBI paper builds its
+    batches) joins the batch beside it, so the network sees each real next to its own fake."""
+
+    def __init__(self, probability, labels, landmarks, seed, config=SelfBlendConfig(), pairs=False):
+        self.blender, self.probability, self.seed, self.pairs = SelfBlender(config), probability, seed, pairs
         self.labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
         self.landmarks = None if landmarks is None else torch.as_tensor(landmarks, dtype=torch.float32)
         self.set_epoch(1)
@@ -321,24 +324,41 @@ class EpochBlends:
         self.slots = torch.cumsum(self.chosen, 0) - 1  # where a chosen image's parameters are
         self.params = self.blender.draw(int(self.chosen.sum()), generator)
 
-    def apply(self, images, indices, labels):
-        """``(images, labels)`` of the uint8 batch ``images`` (dataset indices ``indices``, on the CPU) with
-        its chosen real images blended into pseudo-fakes, labelled 1 (fake) where a mask could be made."""
+    def apply(self, images, indices, labels, masks=None):
+        """The uint8 batch ``images`` (dataset indices ``indices``, on the CPU) with its chosen real images'
+        pseudo-fakes, labelled 1 (fake), in their place or, with ``pairs``, after the batch (a chosen image
+        whose mask is empty, for want of landmarks, stays real and gets no partner). Returns ``(images,
+        labels, masks, sources)``: ``sources`` (CPU) is the batch position each returned image comes from, so
+        that a pseudo-fake gets the crop, flip and other augmentations of its real image; ``masks`` (float
+        B x 1 x H x W, given for the batch, or None for none) gain the blend masks of the pseudo-fakes."""
+        sources = torch.arange(len(indices))
         chosen = self.chosen[indices].nonzero().flatten()
         if not len(chosen):
-            return images, labels
+            return images, labels, masks, sources
         picked = indices[chosen]
         params = self.blender.to({key: value[..., self.slots[picked]] for key, value in self.params.items()},
                                  images.device)
         landmarks = None if self.landmarks is None else self.landmarks[picked]
         on_device = chosen.to(images.device)
-        fakes, _, made = self.blender(images[on_device], landmarks, params)
+        fakes, fake_masks, made = self.blender(images[on_device], landmarks, params)
+        if self.pairs:
+            kept = made.cpu()
+            made_device = made.to(images.device)
+            images = torch.cat([images, fakes[made_device]])
+            labels = torch.cat([labels, torch.ones(int(kept.sum()), dtype=labels.dtype, device=labels.device)])
+            if masks is not None:
+                masks = torch.cat([masks, fake_masks[made_device].to(masks.dtype)])
+            return images, labels, masks, torch.cat([sources, chosen[kept]])
         images, labels = images.clone(), labels.clone()
         images[on_device] = fakes
         labels[on_device[made.to(images.device)]] = 1
-        return images, labels
+        if masks is not None:
+            masks = masks.clone()
+            masks[on_device] = torch.where(made.view(-1, 1, 1, 1), fake_masks.to(masks.dtype), masks[on_device])
+        return images, labels, masks, sources
 
     def expected_class_counts(self):
         """(real, fake) image counts of an epoch on average: what class-balancing weights must equalize."""
         real = float((self.labels == 0).sum())
-        return real * (1 - self.probability), float((self.labels == 1).sum()) + real * self.probability
+        fake = float((self.labels == 1).sum()) + real * self.probability
+        return (real if self.pairs else real * (1 - self.probability)), fake

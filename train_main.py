@@ -30,12 +30,12 @@ from augment import IMAGE_SIZE
 from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
 from config_file import config_defaults, write_config
 from distributed import SINGLE, device_of
-from faces_dataset import (LANDMARKS_FILE, SPLITS, DatasetError, FacesDataset, data_digest, decode_dataset,
-                           drop_unreadable, landmarks_tensor, place_images)
+from faces_dataset import (LANDMARKS_FILE, MASKS_FOLDER, SPLITS, DatasetError, FacesDataset, data_digest,
+                           decode_dataset, drop_unreadable, landmarks_tensor, masks_tensor, place_images)
 from fileio import CheckpointError, Inputs, WriteError, check_output_path
 from hub_weights import WeightsUnavailableError
-from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, precision_settings,
-                    resolve_device)
+from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, has_mask_head,
+                    precision_settings, resolve_device)
 from recipe import DEFAULT_RECIPE, RECIPE_NAMES, add_recipe_arguments, apply_recipe, resolve_normalization
 from runs import RunLockedError
 from tensorboard_log import EVENT_FILE_PREFIX, TensorBoardLogger  # imports no tensorboard until a logger is made
@@ -128,7 +128,7 @@ def parse_args(argv=None, ranks=SINGLE):
         print(f"--real-only: early stopping off (--patience 0, not {args.patience}): pseudo-fakes are learnt slowly "
               "and validation AUC climbs for many epochs; pass --patience N to stop early")
         args.patience = 0
-        recipe = dataclasses.replace(recipe, patience=0)
+    recipe = dataclasses.replace(recipe, patience=args.patience, self_blend_pairs=args.self_blend_pairs)
     return args, recipe, run
 
 
@@ -169,6 +169,22 @@ def check_values(parser, args):
             parser.error(f"{flag} must be {allowed} (got {getattr(args, flag[2:].replace('-', '_'))})")
     if args.real_only and not args.self_blend:
         parser.error("--real-only needs --self-blend P (P > 0) to make the training fakes from the real images")
+    if args.real_only and not args.no_cache and "self_blend_pairs" not in args.recipe_overrides:
+        args.self_blend_pairs = True  # each real beside its own pseudo-fake, as SBI builds its batches
+    if args.self_blend == 1 and not args.self_blend_pairs:
+        parser.error("--self-blend 1: every real training image would become a pseudo-fake, leaving no real image to "
+                     "learn from; add --self-blend-pairs (each real keeps its place, its pseudo-fake joins it) or "
+                     "choose P < 1")
+    if args.self_blend_pairs and not args.self_blend:
+        parser.error("--self-blend-pairs pairs real images with their pseudo-fakes: add --self-blend P (P > 0)")
+    if args.mask_loss and not has_mask_head(args.model):
+        parser.error(f"--mask-loss: {args.model} has no mask head; choose SeamNet, SeamNet-WxD or seam:ARCH, "
+                     "or drop the flag")
+    if args.mask_loss and args.mixup:
+        parser.error("--mask-loss and --mixup: a mixed image has no one manipulation mask; drop one of them")
+    for flag, on in (("--mask-loss", args.mask_loss), ("--self-blend-pairs", args.self_blend_pairs)):
+        if on and args.no_cache:
+            parser.error(f"{flag} needs the decoded cache (batches built on the device); drop --no-cache")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite contradict each other: --resume continues the run, "
                      "--overwrite starts it again; pass one")
@@ -254,6 +270,14 @@ def load_splits(args, progress=True):
             found = int((~dataset.landmarks.isnan().flatten(1).any(1)).sum())
             print(f"train: {found} of {len(dataset)} images have landmarks ({LANDMARKS_FILE}); --self-blend-mask "
                   f"{args.self_blend_mask}")
+            if not found and args.self_blend_mask == "hull":
+                raise DatasetError(f"{dataset.root_path / LANDMARKS_FILE}: no training image has landmarks, and "
+                                   "--self-blend-mask hull makes pseudo-fakes only of images that have; rebuild the "
+                                   "dataset with build_faces_dataset.py (dlib) or use --self-blend-mask hull-or-ellipse")
+        if split == "train" and args.mask_loss:
+            dataset.masks, dataset.mask_known = masks_tensor(dataset)
+            print(f"train: {int(dataset.mask_known.sum())} of {len(dataset)} images have a known manipulation mask "
+                  f"(real images, and fakes with one in {MASKS_FOLDER}/); pseudo-fakes bring their own")
         if len(set(map(int, dataset.labels))) < 2 and not (split == "train" and args.real_only):
             if split == "val" and args.selection_metric == "val_auc":
                 raise DatasetError(f"{dataset.root_path}: holds one class only, so its AUC is undefined; "

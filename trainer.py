@@ -27,6 +27,20 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+def mask_loss(mask_logits, masks, target="blend"):
+    """Binary cross-entropy of the mask head's logits (B x 1 x h x w) against the images' manipulation masks
+    (B x 1 x H x W in [0, 1]; NaN for an image whose mask is unknown, which is left out), averaged down to
+    the head's resolution; ``target`` "boundary" asks for Face X-ray's blending boundary 4M(1-M) instead of
+    the mask M. 0 (with a gradient) when no mask of the batch is known."""
+    if target == "boundary":
+        masks = 4 * masks * (1 - masks)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(masks, mask_logits.shape[-2:])
+    known = ~pooled.isnan().flatten(1).any(1)
+    if not known.any():
+        return mask_logits.sum() * 0
+    return torch.nn.functional.binary_cross_entropy_with_logits(mask_logits[known], pooled[known])
+
+
 def seed_everything(seed, deterministic=False):
     """Seed Python, NumPy and torch; optionally make torch choose deterministic algorithms
     (cuBLAS included: its workspace setting must come before CUDA starts)."""
@@ -139,8 +153,8 @@ class Trainer:
                                          recipe.weight_decay)
         labels = self.train_dataset.labels
         self.self_blend = EpochBlends(recipe.self_blend, labels, getattr(self.train_dataset, "landmarks", None),
-                                      runtime.seed, SelfBlendConfig(mask=recipe.self_blend_mask)) \
-            if recipe.self_blend else None
+                                      runtime.seed, SelfBlendConfig(mask=recipe.self_blend_mask),
+                                      pairs=recipe.self_blend_pairs) if recipe.self_blend else None
         counts = self.self_blend.expected_class_counts() if self.self_blend else None
         loss_weights = class_weights(labels, counts) if recipe.class_balance == "weights" else None
         self.criterion = torch.nn.CrossEntropyLoss(weight=loss_weights, label_smoothing=recipe.label_smoothing)
@@ -152,7 +166,7 @@ class Trainer:
         self.train_batches = make_batches(self.train_dataset, recipe.batch_size, self.device, mean, std, True,
                                           self.generator, runtime.workers, runtime.channels_last,
                                           AugmentConfig.from_recipe(recipe), sample_weights, self.self_blend,
-                                          self.ranks)
+                                          self.ranks, with_masks=recipe.mask_loss > 0)
         steps_per_epoch = len(self.train_batches)
         self.scheduler = build_scheduler(self.optimizer, recipe.schedule, recipe.epochs * steps_per_epoch,
                                          round(recipe.warmup_epochs * steps_per_epoch))
@@ -278,15 +292,21 @@ class Trainer:
         mixup_generator = self.generator if self.ranks.world == 1 else torch.Generator().manual_seed(
             hash((self.runtime.seed, self.ranks.rank, self.epoch)) % 2 ** 63)
         self.train_batches.set_epoch(self.epoch)
-        for step, (images, labels) in enumerate(tqdm(self.train_batches, desc=f"epoch {self.epoch} train",
-                                                     leave=False, disable=not self.runtime.progress)):
+        for step, (images, labels, *masks) in enumerate(tqdm(self.train_batches, desc=f"epoch {self.epoch} train",
+                                                             leave=False, disable=not self.runtime.progress)):
             if mixup:
                 images, partner_labels, lam = mixup_batch(images, labels, mixup, mixup_generator)
             with self._autocast():
-                logits = self.forward(images).float()
+                if masks:
+                    logits, mask_logits = self.forward(images, with_mask=True)
+                else:
+                    logits = self.forward(images)
+            logits = logits.float()
             loss = self.criterion(logits, labels)
             if mixup:
                 loss = lam * loss + (1 - lam) * self.criterion(logits, partner_labels)
+            if masks:
+                loss = loss + self.recipe.mask_loss * mask_loss(mask_logits.float(), masks[0], self.recipe.mask_target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.recipe.clip_grad_norm:

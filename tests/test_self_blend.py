@@ -12,7 +12,7 @@ import demo_data
 import plot_self_blend
 import self_blend
 from augment import jpeg_roundtrip
-from self_blend import SelfBlendConfig, SelfBlender
+from self_blend import EpochBlends, SelfBlendConfig, SelfBlender
 
 
 def drawn_faces(count, seed=0):
@@ -324,3 +324,30 @@ def test_bench_prints_a_table(capsys):
     assert bench.main(["--batches", "2", "--repeats", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "mask" not in line]
     assert len(rows) == len(bench.CASES) and all(float(row.split("|")[4].replace(",", "")) > 0 for row in rows)
+
+
+def test_pairs_put_each_pseudo_fake_beside_its_real_image_with_its_augmentation_source():
+    labels = torch.tensor([0, 1, 0, 0])
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    blends = EpochBlends(1.0, labels, None, seed=0, config=SelfBlendConfig(mask="ellipse"), pairs=True)
+    masks = torch.zeros(4, 1, 64, 64)
+    out, out_labels, out_masks, sources = blends.apply(images, torch.arange(4), labels, masks)
+    assert torch.equal(out[:4], images)  # every image keeps its place
+    assert out_labels.tolist() == [0, 1, 0, 0, 1, 1, 1]  # the three reals' pseudo-fakes follow
+    assert sources.tolist() == [0, 1, 2, 3, 0, 2, 3]
+    assert out_masks.shape == (7, 1, 64, 64) and out_masks[4:].amax((1, 2, 3)).gt(0).all()
+    assert not out_masks[:4].any()
+    assert blends.expected_class_counts() == (3.0, 4.0)
+    replaced = EpochBlends(1.0, labels, None, seed=0, config=SelfBlendConfig(mask="ellipse"))
+    fakes, fake_labels, _, fake_sources = replaced.apply(images, torch.arange(4), labels)
+    assert torch.equal(fakes[[0, 2, 3]], out[4:])  # the same pseudo-fakes, in place of their reals
+    assert fake_labels.tolist() == [1, 1, 1, 1] and fake_sources.tolist() == [0, 1, 2, 3]
+
+
+def test_pairs_skip_a_real_image_whose_mask_is_empty():
+    labels = torch.zeros(2, dtype=torch.int64)
+    landmarks = torch.full((2, 68, 2), float("nan"))
+    landmarks[1] = torch.rand(68, 2) * 30 + 10
+    blends = EpochBlends(1.0, labels, landmarks, seed=0, config=SelfBlendConfig(mask="hull"), pairs=True)
+    out, out_labels, _, sources = blends.apply(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.arange(2), labels)
+    assert out_labels.tolist() == [0, 0, 1] and sources.tolist() == [0, 1, 1]  # no landmarks, no pseudo-fake

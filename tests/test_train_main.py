@@ -70,6 +70,14 @@ def test_end_to_end_outputs(tiny_run):
     (["--warmup-epochs", "inf"], "--warmup-epochs must be a finite number"),
     (["--mixup", "nan"], "--mixup must be a finite number >= 0"),
     (["--blur-prob", "nan"], "--blur-prob must be in [0, 1]"),
+    (["--self-blend", "1"], "--self-blend 1: every real training image would become a pseudo-fake"),
+    (["--real-only", "--self-blend", "1", "--no-self-blend-pairs"], "leaving no real image to learn from"),
+    (["--self-blend-pairs"], "--self-blend-pairs pairs real images with their pseudo-fakes: add --self-blend P"),
+    (["--mask-loss", "1"], "--mask-loss: SimpleNet has no mask head"),
+    (["-m", "SeamNet", "--mask-loss", "1", "--mixup", "0.2"], "--mask-loss and --mixup"),
+    (["-m", "SeamNet", "--mask-loss", "1", "--no-cache"], "--mask-loss needs the decoded cache"),
+    (["--self-blend", "0.5", "--self-blend-pairs", "--no-cache"], "--self-blend-pairs needs the decoded cache"),
+    (["-m", "SeamNet-0x1"], "write SeamNet-WIDTHxDEPTH with a width of 1 to 512"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tiny_fakes, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -473,6 +481,24 @@ def test_real_only_turns_early_stopping_off_unless_patience_is_given(tiny_fakes,
     assert args.patience == recipe.patience == 6 and "early stopping off" not in capsys.readouterr().out
     _, recipe, _ = train_main.parse_args(common[:-3])
     assert recipe.patience == 4  # with real fakes the recipe's patience stays
+
+
+def test_real_only_pairs_each_real_with_its_pseudo_fake_unless_told_otherwise(tiny_fakes, tmp_path):
+    common = ["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"),
+              "--self-blend", "0.5"]
+    assert train_main.parse_args(common + ["--real-only"])[1].self_blend_pairs is True
+    assert train_main.parse_args(common + ["--real-only", "--no-self-blend-pairs"])[1].self_blend_pairs is False
+    assert train_main.parse_args(common + ["--real-only", "--no-cache"])[1].self_blend_pairs is False  # per item: none
+    assert train_main.parse_args(common)[1].self_blend_pairs is False  # with real fakes: replaced, as before
+
+
+def test_hull_masks_without_landmarks_under_real_only_say_so(tiny_fakes, tmp_path, capsys):
+    assert train_main.main(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"), "--checkpoint-dir",
+                            str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache"), "--real-only",
+                            "--self-blend", "0.5", "--self-blend-mask", "hull", "-e", "1", "--device", "cpu"]) == 1
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]  # past the progress bars
+    assert len(error) == 1 and "no training image has landmarks" in error[0]
+    assert "--self-blend-mask hull-or-ellipse" in error[0]
 
 
 @pytest.mark.parametrize("path_flags", [[], ["--no-cache"]])

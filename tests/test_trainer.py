@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 import os
 import re
 import time
@@ -13,7 +14,7 @@ import trainer as trainer_module
 from augment import mixup_batch
 from faces_dataset import DecodedFaces, FacesDataset
 from fileio import CheckpointError
-from models import SimpleNet
+from models import SimpleNet, build_model
 from recipe import build_optimizer, build_scheduler, recipe_named
 from runs import Run
 from trainer import NonFiniteLossError, Runtime, Trainer, WeightAverage, seed_everything
@@ -387,14 +388,14 @@ def toy_split(count, seed, fake_share=0.5):
     return DecodedFaces(images, labels, [f"{i}.png" for i in range(count)], f"split{seed}")
 
 
-def toy_trainer(tmp_path, seed=0, epochs=2, lr=1e-4, **recipe_options):
-    """A SimpleNet trainer on noise: AdamW, one warm-up epoch then cosine, label smoothing 0.1, batch 8."""
+def toy_trainer(tmp_path, seed=0, epochs=2, lr=1e-4, model="SimpleNet", **recipe_options):
+    """A trainer (SimpleNet by default) on noise: AdamW, one warm-up epoch then cosine, label smoothing 0.1, batch 8."""
     seed_everything(seed, deterministic=True)
     options = {"class_balance": "none", "patience": 0, "clip_grad_norm": 0.0, "selection_metric": "val_acc",
                **recipe_options}
     recipe = recipe_named("improved", lr=lr, batch_size=8, epochs=epochs, **options)
-    run = Run("SimpleNet", "toy", "AdamW", {"lr": lr}, out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck")
-    return Trainer(SimpleNet(), (toy_split(16, 1), toy_split(6, 2), toy_split(6, 3)), run, recipe,
+    run = Run(model, "toy", "AdamW", {"lr": lr}, out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck")
+    return Trainer(build_model(model), (toy_split(16, 1), toy_split(6, 2), toy_split(6, 3)), run, recipe,
                    Runtime(seed=seed, progress=False))
 
 
@@ -429,6 +430,53 @@ def test_resume_continues_the_schedule_exactly(tmp_path, options):
     if "ema" in options:
         for key, value in uninterrupted.average.module.state_dict().items():
             assert torch.equal(value, resumed.average.module.state_dict()[key]), key
+
+
+def test_pairs_and_the_mask_loss_resume_exactly(tmp_path):
+    options = dict(model="SeamNet-8x1", epochs=3, lr=1e-3, self_blend=1.0, self_blend_pairs=True, mask_loss=0.5,
+                   self_blend_mask="ellipse")
+    uninterrupted = toy_trainer(tmp_path / "a", **options)
+    history = uninterrupted.run(3)
+    interrupted = toy_trainer(tmp_path / "b", **options)
+    interrupted.run(1)
+    resumed = toy_trainer(tmp_path / "b", seed=7, **options)  # a fresh process
+    assert resumed.run(3, resume=True)["train_loss"] == history["train_loss"]
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.steps == uninterrupted.steps == 12  # 16 images, 8 reals: 4 drawn a step with their 4 partners
+
+
+def test_pairs_batches_hold_each_real_with_its_pseudo_fake_augmented_alike(tmp_path):
+    trainer = toy_trainer(tmp_path, model="SeamNet-8x1", self_blend=1.0, self_blend_pairs=True, mask_loss=1.0,
+                          self_blend_mask="ellipse")
+    trainer.train_batches.set_epoch(1)
+    batches = list(trainer.train_batches)
+    assert len(batches) == len(trainer.train_batches) == 4
+    for images, labels, masks in batches:
+        reals = (labels == 0).sum()
+        assert len(labels) == 4 + reals and labels[4:].eq(1).all()  # 4 drawn, then each real's pseudo-fake
+        drawn_reals = images[:4][labels[:4] == 0]
+        partners = images[4:]
+        # the pseudo-fake differs from its real only inside its mask: crop and flip were the same
+        outside = masks[4:] == 0
+        assert torch.equal((drawn_reals * outside), (partners * outside))
+        assert masks[:4][labels[:4] == 0].eq(0).all()
+        assert masks[:4][labels[:4] == 1].isnan().flatten(1).any(1).all()  # a fake's unknown mask is never used
+
+
+def test_mask_loss_leaves_out_unknown_masks_and_can_ask_for_the_boundary():
+    logits = torch.zeros(3, 1, 2, 2, requires_grad=True)
+    masks = torch.zeros(3, 1, 8, 8)
+    masks[1] = 1.0
+    masks[2] = math.nan  # a fake without a known mask
+    loss = trainer_module.mask_loss(logits, masks)
+    assert loss.item() == pytest.approx(math.log(2))
+    loss.backward()
+    assert logits.grad[2].eq(0).all() and logits.grad[:2].ne(0).all()
+    boundary = trainer_module.mask_loss(torch.full((1, 1, 2, 2), 10.0), torch.full((1, 1, 8, 8), 0.5), "boundary")
+    assert boundary.item() == pytest.approx(math.log1p(math.exp(-10)), rel=1e-4)  # 4M(1-M) = 1: -log(sigmoid(10))
+    none_known = trainer_module.mask_loss(logits, torch.full((3, 1, 8, 8), math.nan))
+    assert none_known.item() == 0 and none_known.requires_grad
 
 
 def test_weight_average_warms_up_to_its_decay():
