@@ -1,23 +1,16 @@
-"""What the analysis scripts share: the run's command-line arguments, loading the run (JSON,
-checkpoint, evaluated split) with one-line errors, deterministic sample selection, normalized
-batches exactly as training sees them, and the figure style. File names come from runs.py."""
-import copy
+"""What the analyses share: loading the run the flags name (JSON, checkpoint, evaluated split) with
+one-line errors, the figure style and saving, and the mean-map figure of both explanations. File names
+come from io/runs.py; the flags themselves are cli/analysis_common.py's."""
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Subset
-from torchvision import transforms
-from tqdm import tqdm
 
-import cli
-from cli import add_device_flag, add_run_flags, check_run_flags
-from faces_dataset import (SPLITS, FacesDataset, Normalizer, dataset_name, dataset_not_found, drop_unreadable,
-                           find_dataset)
-from fileio import check_output_path, save_figure
-from models import load_trained_model, resolve_device
-from runs import model_file_name, read_history
+from fakedetect.data.cache import drop_unreadable
+from fakedetect.data.folders import FacesDataset, dataset_name, dataset_not_found, find_dataset
+from fakedetect.io.files import save_figure
+from fakedetect.io.runs import model_file_name, read_history
+from fakedetect.models.registry import load_trained_model
 
 DPI = 150
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
@@ -26,42 +19,6 @@ plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11
 
 class AnalysisError(RuntimeError):
     """A missing run file or dataset; the message names it and how to make it."""
-
-
-exits_on_error = cli.exits_on_error(AnalysisError)  # decorates each analysis script's main
-
-
-def add_run_arguments(parser, model=True, evaluation=True):
-    """The flags naming a run as train_main.py does, plus where figures go (and what to evaluate)."""
-    add_run_flags(parser)
-    parser.add_argument("--figures-dir", default="figures", help="where figures and JSON go (default: figures)")
-    if model:
-        add_device_flag(parser)
-        parser.add_argument("-b", "--batch-size", type=int, default=32, help="evaluation batch size (default: 32)")
-    if evaluation:
-        parser.add_argument("--eval-dataset", default=None,
-                            help="evaluate on this dataset instead of -d (cross-dataset generalization)")
-        parser.add_argument("--split", default="test", choices=SPLITS, help="split of the evaluated dataset (default: test)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the sample selection (default: 0)")
-    return parser
-
-
-def parse_args(parser, argv):
-    """Parse ``argv``, check the batch size, the device, the run name and that ``--figures-dir`` can be made
-    (parser.error); fill in the default device and ``args.run``, the Run the flags name."""
-    args = parser.parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
-        parser.error(f"--batch-size must be >= 1 (got {args.batch_size})")
-    if hasattr(args, "device"):
-        args.device = resolve_device(args.device, parser)
-    args.run = check_run_flags(parser, args)
-    datasets = [args.dataset, *getattr(args, "eval_datasets", [])] + (
-        [args.eval_dataset] if getattr(args, "eval_dataset", None) else [])
-    inputs = [args.run.json_path, args.run.best_path] + [
-        folder / split for name in datasets if (folder := find_dataset(name, args.data_root))
-        for split in SPLITS]
-    check_output_path(parser, "--figures-dir", args.figures_dir, inputs, folder=True)
-    return args
 
 
 def train_command(args):
@@ -135,35 +92,26 @@ def save(fig, path):
     return Path(path)
 
 
-def balanced_sample(labels, count, seed=0):
-    """``count`` indices, half real and half fake where possible, drawn with ``seed``; sorted real first."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    pools = [np.flatnonzero(labels == label) for label in (0, 1)]
-    wanted = [min(count // 2, len(pools[0])), min(count - count // 2, len(pools[1]))]
-    wanted[0] = min(count - wanted[1], len(pools[0]))
-    wanted[1] = min(count - wanted[0], len(pools[1]))
-    return [int(i) for pool, n in zip(pools, wanted) for i in np.sort(rng.choice(pool, n, replace=False))]
-
-
-def normalized_batches(dataset, normalization, device, batch_size=32, indices=None, desc=None):
-    """Yield (normalized images, labels) on ``device`` in dataset order, as training evaluates:
-    uint8 pixels scaled by (x / 255 - mean) / std, no augmentation. A tqdm bar when ``desc``."""
-    dataset = copy.copy(dataset)
-    dataset.transform = transforms.PILToTensor()
-    if indices is not None:
-        dataset = Subset(dataset, indices)
-    normalize = Normalizer(*normalization, device)
-    for images, labels in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=desc is None, leave=False):
-        yield normalize(images.to(device)), labels.to(device)
-
-
-def denormalize(images, normalization):
-    """Normalized B x 3 x H x W images back to B x H x W x 3 uint8 pixels."""
-    mean, std = (torch.tensor(v, device=images.device).view(1, -1, 1, 1) for v in normalization)
-    pixels = (images * std + mean).clamp(0, 1) * 255
-    return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def model_device(model):
-    return next(model.parameters()).device
+def plot_mean_maps(result, title, path):
+    """Mean normalized map of real and of fake images side by side, and their difference."""
+    maps, counts = result["mean_maps"], result["counts"]
+    present = [label for label in (0, 1) if maps[label] is not None]
+    panels = len(present) + (len(present) == 2)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4), squeeze=False, layout="constrained")
+    axes = axes[0]
+    top = max(float(maps[label].max()) for label in present)
+    for ax, label in zip(axes, present):
+        shown = ax.imshow(maps[label], cmap="inferno", vmin=0, vmax=top)
+        ax.set_title(f"{('real', 'fake')[label]} images (n = {counts[label]})")
+    fig.colorbar(shown, ax=axes[:len(present)], shrink=0.8, label="mean normalized map")
+    if panels == 3:
+        difference = maps[1] - maps[0]
+        limit = float(np.abs(difference).max()) or 1.0
+        shown = axes[2].imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[2].set_title("fake minus real")
+        fig.colorbar(shown, ax=axes[2], shrink=0.8, label="difference")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    return save(fig, path)

@@ -1,21 +1,13 @@
-"""How training went: loss, accuracy and AUC per epoch of a run, from its metrics JSON.
-
-    python plot_accuracy_and_loss.py -m SimpleNet -d demo_fakes -o AdamW
-
-Reads ``out/{dataset}_{model}_{optimizer}.json`` (written by train_main.py) and writes
-``figures/{dataset}_{model}_{optimizer}_losses_plot.png``, ``..._accuracies_plot.png`` (train, validation
-and test curves) and ``..._auc_plot.png`` (validation and test AUC, what the improved recipe
-selects on), the best-on-validation epoch marked.
-"""
+"""How training went: loss, accuracy and AUC per epoch of a run, drawn from its metrics JSON (the best epoch
+marked); plot_accuracy_and_loss.py is the command."""
 import math
-import sys
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from cli import ArgumentParser
-from analysis_common import add_run_arguments, dataset_name, exits_on_error, load_history, parse_args, save
-from runs import Run
+from fakedetect.analysis.common import save
+from fakedetect.data.folders import dataset_name
+from fakedetect.io.runs import Run
 
 CURVES = (("train", "o-", "tab:blue"), ("val", "s-", "tab:orange"), ("test", "^-", "tab:green"))
 
@@ -54,15 +46,3 @@ def plot_accuracy_and_loss(history, figures_dir):
                         f"{figures_dir}/{prefix}_accuracies_plot.png"),
             *([plot_curves(history, "auc", f"AUC per epoch: {run} ({optimizer})", f"{figures_dir}/{prefix}_auc_plot.png")]
               if "val_auc" in history else [])]
-
-
-@exits_on_error
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    args = parse_args(add_run_arguments(parser, model=False, evaluation=False), argv)
-    plot_accuracy_and_loss(load_history(args), args.figures_dir)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

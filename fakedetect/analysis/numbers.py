@@ -1,22 +1,7 @@
-"""How good a trained detector is at every threshold: ROC and DET curves plus a metrics table.
-
-    python numerical_analysis.py -m SimpleNet -d demo_fakes -o AdamW
-    python numerical_analysis.py -m SimpleNet -d demo_fakes -o AdamW --eval-dataset demo_synthetic
-
-The checkpoint (``-m/-d/-o``) and the evaluated data (``--eval-dataset``, ``--split``) are
-separate, so a detector trained on one dataset can be evaluated on another. Writes
-``figures/{dataset}_{model}_{optimizer}_roc_curve.png``, ``..._det_curve.png`` and ``..._metrics.json``
-(``{dataset}_{model}_{optimizer}_on_{eval dataset}_...`` for a cross-dataset evaluation, ``..._{split}_...``
-for a split other than test). Accuracy and the confusion matrix are given at the checkpoint's
-validation threshold (as predict.py decides) and accuracy also at 0.5 (as training counts it).
-
-When the evaluated dataset was made by build_faces_dataset.py from videos (its ``manifest.csv`` has
-a ``video`` column), the crops of each video are also pooled as predict.py scores a video (P(fake)
-the sigmoid of their mean fake log-odds) and the video-level metrics are given beside the
-frame-level ones (``video_level`` in the JSON).
-"""
+"""How good a trained detector is at every threshold: its scores on a split, ROC and DET curves, the metrics
+at the checkpoint's threshold and, for datasets built from videos, per video; numerical_analysis.py is the
+command."""
 import csv
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -25,14 +10,13 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import DetCurveDisplay, roc_curve
 
-from analysis_common import (add_run_arguments, dataset_name, evaluated_name, exits_on_error,
-                             figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
-                             save)
-from cli import ArgumentParser
-from fileio import write_json
-from metrics import binary_metrics, format_metric, per_video
-from runs import operating_threshold
-
+from fakedetect.analysis.common import evaluated_name, figure_prefix, save
+from fakedetect.data.batches import normalized_batches
+from fakedetect.data.folders import dataset_name
+from fakedetect.io.files import write_json
+from fakedetect.io.runs import operating_threshold
+from fakedetect.metrics import binary_metrics, format_metric, per_video
+from fakedetect.models.registry import model_device
 
 
 def get_soft_scores_and_true_labels(dataset, model, normalization, batch_size=32, progress=False):
@@ -187,19 +171,3 @@ def analyse_scores(labels, real_scores, fake_scores, args, checkpoint, videos=No
                            "evaluated_on": evaluated_name(args), "split": args.split, **metrics, "note": note})
     print(f"wrote {json_path}")
     return metrics, figures
-
-
-@exits_on_error
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    args = parse_args(add_run_arguments(parser), argv)
-    model, checkpoint = load_run_model(args)
-    dataset = load_split(args)
-    real_scores, fake_scores, labels = get_soft_scores_and_true_labels(
-        dataset, model, checkpoint["normalization"], args.batch_size, progress=True)
-    analyse_scores(labels, real_scores, fake_scores, args, checkpoint, video_ids(dataset))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

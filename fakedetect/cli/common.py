@@ -12,11 +12,15 @@ import argparse
 import functools
 import sys
 
-from faces_dataset import DatasetError, dataset_name, dataset_not_found, find_dataset
-from fileio import CheckpointError, WriteError
-from models import model_name
-from recipe import DEFAULT_RECIPE, OPTIMIZERS, RECIPES
-from runs import Run, RunLockedError, run_name_problem
+import torch
+
+from fakedetect.config.recipe import DEFAULT_RECIPE, KNOBS, OPTIMIZERS, RECIPES
+from fakedetect.data.folders import dataset_name, dataset_not_found, find_dataset
+from fakedetect.data.images import DatasetError
+from fakedetect.io.files import CheckpointError, WriteError
+from fakedetect.io.runs import Run, RunLockedError, run_name_problem
+from fakedetect.models.precision import device_problem
+from fakedetect.models.registry import model_name_error
 
 ERRORS = (DatasetError, CheckpointError, RunLockedError, WriteError)  # every script's exit-1 errors
 
@@ -92,3 +96,35 @@ def dataset_folder(parser, name, data_root, flag="-d"):
         parser.error(f"{flag} {dataset_not_found(name, data_root)}")
     return folder
 
+
+def model_name(value):
+    """argparse type of ``-m``: a name of MODEL_NAMES, ``SeamNet-WxD``, ``timm:ARCH``, ``patch:ARCH[@STRIDE]`` or
+    ``seam:ARCH``."""
+    error = model_name_error(value)
+    if error:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r}; {error}")
+    return value
+
+
+def resolve_device(device, parser):
+    """The ``--device`` value checked, or the default (cuda when available, else cpu); when torch
+    does not know it or it is absent, ``parser.error`` with the fix (exit code 2)."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    problem = device_problem(device)
+    if problem:
+        parser.error(f"--device {device}: {problem}")
+    return device
+
+
+def add_recipe_arguments(group):
+    """One flag per knob (default None: unset flags take the recipe's value, see ``apply_recipe``)."""
+    for knob in KNOBS:
+        flags = [flag for flag in knob.aliases if flag.startswith("-") and len(flag) == 2]
+        flags += [knob.flag] + [flag for flag in knob.aliases if flag.startswith("--")]
+        helptext = f"{knob.help} (improved: {knob.improved}, course: {knob.course})".replace("%", "%%")
+        if knob.type is bool:
+            group.add_argument(*flags, dest=knob.name, action=argparse.BooleanOptionalAction, help=helptext)
+        else:
+            group.add_argument(*flags, dest=knob.name, type=knob.type, choices=knob.choices, help=helptext,
+                               metavar=None if knob.choices else knob.name.split("_")[0].upper())

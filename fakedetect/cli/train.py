@@ -6,7 +6,7 @@
     python train_main.py -d demo_fakes --seed 1 --run-name demo_seed1  # one of a grid of seeds
 
 A recipe sets the optimizer, learning rate and schedule, batch size, epochs, loss, class
-balancing, early stopping, normalization and augmentations (recipe.py declares each knob);
+balancing, early stopping, normalization and augmentations (fakedetect/config/recipe.py declares each knob);
 every recipe flag given on the command line overrides its recipe value, and the JSON's
 ``config`` records them all.
 
@@ -15,8 +15,9 @@ every recipe flag given on the command line overrides its recipe value, and the 
 ``--run-name`` (default ``{dataset}_{model}_{optimizer}``) and writes ``out/{run}.json``
 (per-epoch metrics and the run's config), ``checkpoints/{run}.pt`` (best epoch on validation)
 and ``checkpoints/{run}_last.pt`` (everything needed for ``--resume``, written about every
-``--checkpoint-interval`` seconds, at every new best epoch and at the end); runs.py defines them.
+``--checkpoint-interval`` seconds, at every new best epoch and at the end); fakedetect/io/runs.py defines them.
 """
+import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -25,21 +26,27 @@ import sys
 import time
 from pathlib import Path
 
-import distributed
-from augment import IMAGE_SIZE
-from cli import ArgumentParser, add_device_flag, add_run_flags, check_run_flags, dataset_folder
-from config_file import config_defaults, write_config
-from distributed import SINGLE, device_of
-from faces_dataset import (LANDMARKS_FILE, MASKS_FOLDER, SPLITS, DatasetError, FacesDataset, data_digest,
-                           decode_dataset, drop_unreadable, landmarks_tensor, masks_tensor, place_images)
-from fileio import CheckpointError, Inputs, WriteError, check_output_path
-from hub_weights import WeightsUnavailableError
-from models import (PATCH_PREFIX, TIMM_PREFIX, ModelNameError, build_model, has_global_pooling, has_mask_head,
-                    precision_settings, resolve_device)
-from recipe import DEFAULT_RECIPE, RECIPE_NAMES, add_recipe_arguments, apply_recipe, resolve_normalization
-from runs import RunLockedError
-from tensorboard_log import EVENT_FILE_PREFIX, TensorBoardLogger  # imports no tensorboard until a logger is made
-from trainer import NonFiniteLossError, Runtime, Trainer, format_history_table, seed_everything
+from fakedetect.cli.common import (ArgumentParser, add_device_flag, add_recipe_arguments, add_run_flags,
+                                   check_run_flags, dataset_folder, resolve_device)
+from fakedetect.config.config_file import NOT_RESTORED, ConfigError, read_config, write_config
+from fakedetect.config.recipe import DEFAULT_RECIPE, IMAGE_SIZE, RECIPE_NAMES, apply_recipe
+from fakedetect.data.batches import SINGLE
+from fakedetect.data.cache import data_digest, decode_dataset, drop_unreadable, place_images
+from fakedetect.data.folders import LANDMARKS_FILE, MASKS_FOLDER, SPLITS, FacesDataset, landmarks_tensor, masks_tensor
+from fakedetect.data.images import DatasetError
+from fakedetect.explain.grad_cam import explain_pixels
+from fakedetect.io.files import CheckpointError, Inputs, WriteError, check_output_path
+from fakedetect.io.runs import RunLockedError
+from fakedetect.models.hub_weights import WeightsUnavailableError
+from fakedetect.models.precision import precision_settings
+from fakedetect.models.registry import build_model, has_global_pooling, has_mask_head
+from fakedetect.models.timm_models import PATCH_PREFIX, TIMM_PREFIX, ModelNameError
+from fakedetect.train import distributed
+from fakedetect.train.distributed import device_of
+from fakedetect.train.normalization import resolve_normalization
+# imports no tensorboard until a logger is made
+from fakedetect.train.tensorboard_log import EVENT_FILE_PREFIX, TensorBoardLogger
+from fakedetect.train.trainer import NonFiniteLossError, Runtime, Trainer, format_history_table, seed_everything
 
 
 def parse_args(argv=None, ranks=SINGLE):
@@ -69,7 +76,7 @@ def parse_args(argv=None, ranks=SINGLE):
     run_group.add_argument("--real-only", action="store_true",
                            help="train on the real images of the training split only, their fakes made by "
                                 "--self-blend (validation and test keep their real fakes)")
-    add_recipe_arguments(parser.add_argument_group("recipe (recipe.py declares these knobs)"))
+    add_recipe_arguments(parser.add_argument_group("recipe (fakedetect/config/recipe.py declares these knobs)"))
     data = parser.add_argument_group("data path")
     data.add_argument("--no-cache", action="store_true",
                       help="decode images with PIL on every access (the course's per-item path) instead of once")
@@ -137,6 +144,56 @@ def config_flag(argv):
     pre_parser = ArgumentParser(add_help=False)
     pre_parser.add_argument("--config", default=None)
     return pre_parser.parse_known_args(argv)[0].config
+
+
+def config_defaults(parser, path):
+    """The parser defaults config file ``path`` sets, each value checked as its flag's would be;
+    ``parser.error`` (exit 2, one line naming the file and the key) on an unknown key or a bad value."""
+    try:
+        settings = read_config(path)
+    except ConfigError as error:
+        parser.error(str(error))
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    defaults = {}
+    for key, value in settings.items():
+        if key in NOT_RESTORED:
+            continue
+        action = actions.get(key)
+        if action is None or key == "help":
+            parser.error(f"--config {path}: unknown key {key!r}; use the config names of train_main.py's flags "
+                         "(the keys of a run's out/{run}.yaml), e.g. lr, batch_size, model")
+        try:
+            defaults[key] = checked_value(action, value)
+        except ValueError as error:
+            parser.error(f"--config {path}: {key}: {error}")
+    return defaults
+
+
+def checked_value(action, value):
+    """``value`` as the flag of ``action`` would parse it (its type and choices); ValueError why not."""
+    flag = next(option for option in action.option_strings + ["--" + action.dest] if option.startswith("--"))
+    if value is None:
+        if action.default is not None:
+            raise ValueError(f"null is not a value of {flag}")
+        return None
+    if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):  # a switch
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a value of the switch {flag}; use true or false")
+        return value
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError(f"{value!r} is not a value of {flag}")
+    if action.type is not None:  # as argparse parses the flag's text
+        try:
+            value = action.type(str(value))
+        except argparse.ArgumentTypeError as error:  # the type's own message says the fix (e.g. -m's)
+            raise ValueError(f"{flag}: {error}") from None
+        except (ValueError, TypeError):
+            raise ValueError(f"{value!r} is not a value of {flag}") from None
+    elif not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a value of {flag} (a text)")
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{value!r} is not a value of {flag}; choose one of {', '.join(map(str, action.choices))}")
+    return value
 
 
 def check_values(parser, args):
@@ -372,7 +429,7 @@ def open_logger(log_dir, fresh):
     if log_dir is None:
         return contextlib.nullcontext()
     print(f"TensorBoard events: {log_dir} (view: tensorboard --logdir {log_dir.parent})")
-    return TensorBoardLogger(log_dir, hide_earlier=fresh)
+    return TensorBoardLogger(log_dir, hide_earlier=fresh, explain_pixels=explain_pixels)
 
 
 if __name__ == "__main__":

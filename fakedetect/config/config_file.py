@@ -6,12 +6,12 @@ A config file is a YAML mapping of train_main.py's settings by their config name
 override them (timm's ``--config``); every run writes its full config as ``out/{run}.yaml``,
 and ``--config out/{run}.yaml`` trains the same run again. A file that lists every recipe knob
 (as a run's own does) fixes them all, so ``--recipe`` then changes none of them; a hand-written
-file may list a few.
+file may list a few. Here: reading and writing them; train_main.py's parser turns a file's settings into
+its defaults (cli.train.config_defaults).
 """
-import argparse
 from pathlib import Path
 
-from fileio import atomic_write
+from fakedetect.io.files import atomic_write
 
 # Config keys a file never sets: what the run derived (the data's digest, the normalization it chose, the
 # precision the device gave, the recipe flags given, the processes torchrun started), and what one invocation
@@ -49,56 +49,6 @@ def read_config(path):
     if not isinstance(content, dict):
         raise ConfigError(f"--config {path}: holds a {type(content).__name__}, not a mapping of settings; {fix}")
     return content
-
-
-def config_defaults(parser, path):
-    """The parser defaults config file ``path`` sets, each value checked as its flag's would be;
-    ``parser.error`` (exit 2, one line naming the file and the key) on an unknown key or a bad value."""
-    try:
-        settings = read_config(path)
-    except ConfigError as error:
-        parser.error(str(error))
-    actions = {action.dest: action for action in parser._actions if action.option_strings}
-    defaults = {}
-    for key, value in settings.items():
-        if key in NOT_RESTORED:
-            continue
-        action = actions.get(key)
-        if action is None or key == "help":
-            parser.error(f"--config {path}: unknown key {key!r}; use the config names of train_main.py's flags "
-                         "(the keys of a run's out/{run}.yaml), e.g. lr, batch_size, model")
-        try:
-            defaults[key] = checked_value(action, value)
-        except ValueError as error:
-            parser.error(f"--config {path}: {key}: {error}")
-    return defaults
-
-
-def checked_value(action, value):
-    """``value`` as the flag of ``action`` would parse it (its type and choices); ValueError why not."""
-    flag = next(option for option in action.option_strings + ["--" + action.dest] if option.startswith("--"))
-    if value is None:
-        if action.default is not None:
-            raise ValueError(f"null is not a value of {flag}")
-        return None
-    if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):  # a switch
-        if not isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a value of the switch {flag}; use true or false")
-        return value
-    if isinstance(value, (dict, list, bool)):
-        raise ValueError(f"{value!r} is not a value of {flag}")
-    if action.type is not None:  # as argparse parses the flag's text
-        try:
-            value = action.type(str(value))
-        except argparse.ArgumentTypeError as error:  # the type's own message says the fix (e.g. -m's)
-            raise ValueError(f"{flag}: {error}") from None
-        except (ValueError, TypeError):
-            raise ValueError(f"{value!r} is not a value of {flag}") from None
-    elif not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a value of {flag} (a text)")
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"{value!r} is not a value of {flag}; choose one of {', '.join(map(str, action.choices))}")
-    return value
 
 
 def write_config(path, config):

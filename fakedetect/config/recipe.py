@@ -1,28 +1,24 @@
-"""Training recipes: every recipe knob declared once, and what the knobs build (the optimizer,
-the learning-rate schedule, input normalization, class-balancing weights).
+"""Training recipes: every recipe knob declared once, with the values each may take.
 
 A knob (``Knob``) is one line of ``KNOBS``: its name, type, allowed range, help and its value
-in both recipes. train_main.py's recipe flags, their range checks, the ``Recipe`` the trainer
-receives and the README's recipe table (``python recipe.py`` prints it) all come from there.
+in both recipes. train_main.py's recipe flags (cli.common.add_recipe_arguments), their range checks,
+the ``Recipe`` the trainer receives and the README's recipe table (``python -m fakedetect.config.recipe``
+prints it) all come from there. What the knobs build (the optimizer, the learning-rate schedule, class
+weights, the input normalization) is in fakedetect.train.
 
 ``--recipe course`` is the course's recipe exactly (CIFAR-10 normalization, RandomCrop(256,
 padding=4) + flip, Adam lr 1e-3, batch 32, cross-entropy, constant learning rate).
 ``--recipe improved`` is the default; see the README for why each value.
 """
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
 
-import torch
-
-from augment import CROP_MODES, IMAGE_SIZE, MIN_CROP_SIZE
-from self_blend import MASK_MODES
-
+IMAGE_SIZE = 256  # the side every image is decoded to (data.images) and trained at; --crop-size's bound
+CROP_MODES = ("pad", "native", "resized", "none")  # data.augment implements them
+MIN_CROP_SIZE = 32  # --crop native windows: a deep CNN's output stride, and wider than the blur kernel
+MASK_MODES = ("hull", "ellipse", "hull-or-ellipse")  # data.self_blend draws them
 MASK_TARGETS = ("blend", "boundary")
-
-CIFAR10_NORMALIZATION = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-SYMMETRIC_NORMALIZATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 NORMALIZATIONS = ("auto", "dataset", "symmetric", "model", "cifar10")
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 SCHEDULES = ("constant", "cosine")
@@ -142,19 +138,6 @@ def recipe_named(name, **overrides):
     return Recipe(**{**RECIPES[name], **overrides})
 
 
-def add_recipe_arguments(group):
-    """One flag per knob (default None: unset flags take the recipe's value, see ``apply_recipe``)."""
-    for knob in KNOBS:
-        flags = [flag for flag in knob.aliases if flag.startswith("-") and len(flag) == 2]
-        flags += [knob.flag] + [flag for flag in knob.aliases if flag.startswith("--")]
-        helptext = f"{knob.help} (improved: {knob.improved}, course: {knob.course})".replace("%", "%%")
-        if knob.type is bool:
-            group.add_argument(*flags, dest=knob.name, action=argparse.BooleanOptionalAction, help=helptext)
-        else:
-            group.add_argument(*flags, dest=knob.name, type=knob.type, choices=knob.choices, help=helptext,
-                               metavar=None if knob.choices else knob.name.split("_")[0].upper())
-
-
 def apply_recipe(args, error):
     """Fill the unset knob flags from ``args.recipe``, check every value's range, and return the
     ``Recipe``; ``error(message)`` (the parser's) for a value out of range.
@@ -184,72 +167,6 @@ def knob_table():
             allowed = ", ".join(part for part in (low, high) if part)
         lines.append(f"| {flags} | {knob.improved} | {knob.course} | {allowed} | {knob.help} |")
     return "\n".join(lines)
-
-
-def build_optimizer(name, parameters, lr, momentum=0.9, weight_decay=0.0):
-    """SGD (with ``momentum``), Adam, or AdamW (with decoupled ``weight_decay``)."""
-    if name == "SGD":
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum)
-    if name == "Adam":
-        return torch.optim.Adam(parameters, lr=lr)
-    if name == "AdamW":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-
-
-def lr_factor(schedule, step, total_steps, warmup_steps):
-    """Multiplier of the base learning rate at optimizer step ``step`` (0-based): linear warm-up
-    from 1/warmup_steps to 1 over ``warmup_steps`` steps, then constant or a cosine decay that
-    reaches 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def build_scheduler(optimizer, schedule, total_steps, warmup_steps=0):
-    """A LambdaLR stepped once per optimizer step, or None for a constant rate without warm-up."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if schedule == "constant" and warmup_steps == 0:
-        return None
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(schedule, step, total_steps, warmup_steps))
-
-
-def class_weights(labels, counts=None):
-    """Cross-entropy class weights that make both classes count equally: N / (2 * class size), from the
-    ``labels`` or, when given, the (real, fake) ``counts`` (those of an epoch with pseudo-fakes)."""
-    if counts is None:
-        counts = torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=2)
-    counts = torch.as_tensor(counts, dtype=torch.float32)
-    return counts.sum() / (2 * counts)
-
-
-def resolve_normalization(choice, model_name, model, pretrained, train_dataset):
-    """(mean, std) of the input normalization ``choice`` names.
-
-    ``dataset``: per-channel statistics of the training split; ``symmetric``: [-1, 1];
-    ``model``: the backbone's own (Xception's, or the timm architecture's pretrained_cfg);
-    ``cifar10``: the course's constants; ``auto``: ``model`` when pretrained weights are
-    loaded, else ``dataset``.
-    """
-    from faces_dataset import channel_statistics
-    from models import model_normalization
-
-    if choice == "auto":
-        choice = "model" if pretrained else "dataset"
-    if choice == "dataset":
-        return channel_statistics(train_dataset)
-    if choice == "symmetric":
-        return SYMMETRIC_NORMALIZATION
-    if choice == "cifar10":
-        return CIFAR10_NORMALIZATION
-    if choice == "model":
-        return model_normalization(model_name, model)
-    raise ValueError(f"unknown normalization {choice!r}; choose one of {', '.join(NORMALIZATIONS)}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Training augmentations, shared by both data paths.
 
 Every augmentation is a batched op on uint8 images (B x 3 x H x W) with per-image
-parameters drawn up front. The decoded-cache path (``faces_dataset.CachedBatches``) draws
+parameters drawn up front. The decoded-cache path (``batches.CachedBatches``) draws
 the parameters of a whole epoch at once and applies the ops to each batch on the training
-device; the per-item path (``faces_dataset.ItemBatches``) applies the same ops to a batch
+device; the per-item path (``batches.ItemBatches``) applies the same ops to a batch
 of one image (``ItemAugment``), so both paths draw from the same distribution.
 
 In order: crop + horizontal flip, colour jitter, Gaussian blur, JPEG re-compression, random erasing.
@@ -36,10 +36,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SIZE = 256
+from fakedetect.config.recipe import CROP_MODES, IMAGE_SIZE
+
 CROP_PADDING = 4
-CROP_MODES = ("pad", "native", "resized", "none")
-MIN_CROP_SIZE = 32  # --crop native windows: a deep CNN's output stride, and wider than the blur kernel
 CROP_ASPECT = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10
 BLUR_SIGMA = (0.0, 3.0)
@@ -63,7 +62,7 @@ class AugmentConfig:
 
     @classmethod
     def from_recipe(cls, recipe):
-        """The augmentations a recipe (recipe.Recipe) turns on: its knobs of the same names."""
+        """The augmentations a recipe (config.recipe.Recipe) turns on: its knobs of the same names."""
         return cls(**{field.name: getattr(recipe, field.name) for field in dataclasses.fields(cls)})
 
     def __post_init__(self):

@@ -10,7 +10,7 @@
 
 Layout: ``{out}/{name}/{train,val,test}/{real,fake}/NNNNN.png`` plus the ground-truth
 manipulation mask of every fake in ``{split}/masks/NNNNN.png`` (255 = manipulated) and a
-``manifest.json``. Usage: ``python demo_data.py [--output data] [--seed 0] [--workers N]``.
+``manifest.json``. The command: ``python demo_data.py [--output data] [--seed 0] [--workers N]``.
 """
 import json
 from concurrent.futures import ProcessPoolExecutor
@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
-
-from cli import ArgumentParser
 
 SIZE = 256
 VERSION = 2
@@ -214,18 +212,3 @@ def generate(out="data", seed=0, workers=None):
         write_dataset(root, kind, splits, seed, workers)
         manifest_path.write_text(json.dumps(manifest, indent=2))
         print(f"{root}: generated (seed {seed})")
-
-
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--output", "--out", default="data", help="folder to write demo_fakes/ and demo_synthetic/ into (default: data)")
-    parser.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
-    args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers must be >= 1 (got {args.workers})")
-    generate(args.output, args.seed, args.workers)
-
-
-if __name__ == "__main__":
-    main()

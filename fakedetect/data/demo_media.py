@@ -1,21 +1,11 @@
-"""Raw material for trying build_faces_dataset.py: photos and short videos of drawn faces.
-
-    python demo_media.py --out raw
-
-Writes ``raw/real/`` (drawn faces as a camera would see them) and ``raw/fake/`` (face-swap
-fakes, as in demo_data.py), each with ``--photos`` photos (a face pasted at a random place
-and size on a larger canvas, .png) and ``--videos`` videos (a face drifting across the
-frame, .mp4 written with OpenCV). Deterministic for a given ``--seed``. The faces are
-drawn, so OpenCV's detector misses some of them: build_faces_dataset.py lists those.
-"""
-import sys
+"""Raw material for trying build_faces_dataset.py: photos and short videos of drawn faces (``write_media``),
+real and face-swapped as in the demo datasets; demo_media.py is its command."""
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-import demo_data
-from cli import ArgumentParser
+from fakedetect.data import demo
 
 CANVAS = (480, 360)
 FPS = 10
@@ -24,10 +14,10 @@ FPS = 10
 def draw_face(label, rng):
     """One 256x256 uint8 face: a drawn person (real) or a face swap (fake)."""
     if label == "real":
-        image = demo_data.camera(demo_data.render_face(demo_data.random_identity(rng)), rng)
+        image = demo.camera(demo.render_face(demo.random_identity(rng)), rng)
     else:
-        image, _ = demo_data.face_swap(rng)
-    return demo_data.to_uint8(image)
+        image, _ = demo.face_swap(rng)
+    return demo.to_uint8(image)
 
 
 def place(face, side, background, offset):
@@ -70,27 +60,3 @@ def write_media(out, photos=12, videos=4, frames=20, seed=0):
             clip = [place(face, side, background, start + step * (end - start)) for step in np.linspace(0, 1, frames)]
             write_video(out / label / f"video_{index:03d}.mp4", clip)
     return out
-
-
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--output", "--out", default="raw", help="output folder (default: raw; --out: the older spelling)")
-    parser.add_argument("--photos", type=int, default=12, help="photos per class (default: 12)")
-    parser.add_argument("--videos", type=int, default=4, help="videos per class (default: 4)")
-    parser.add_argument("--frames", type=int, default=20, help="frames per video (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    args = parser.parse_args(argv)
-    for flag, value in (("--photos", args.photos), ("--videos", args.videos), ("--frames", args.frames)):
-        if value < (1 if flag == "--frames" else 0):
-            parser.error(f"{flag} must be >= {1 if flag == '--frames' else 0} (got {value})")
-    try:
-        write_media(args.output, args.photos, args.videos, args.frames, args.seed)
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.photos} photos and {args.videos} videos per class under {args.output}/real and {args.output}/fake")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -59,9 +59,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from augment import GRAY_WEIGHTS, Augmenter, jpeg_recompress
+from fakedetect.config.recipe import MASK_MODES
+from fakedetect.data.augment import GRAY_WEIGHTS, Augmenter, jpeg_recompress
 
-MASK_MODES = ("hull", "ellipse", "hull-or-ellipse")
 RGB_SHIFT, RGB_SHIFT_PROB = 20.0, 0.3
 HUE_DEGREES = 5.0
 SATURATION = (0.9, 1.1)

@@ -1,30 +1,16 @@
-"""Grad-CAM (Selvaraju et al., 2017) of a trained detector, with the ``grad-cam`` package.
-
-    python grad_cam_analysis.py -m SimpleNet -d demo_fakes -o AdamW [--explain predicted|true|fake|real]
-
-Writes ``figures/{dataset}_{model}_{optimizer}_Real_Image_grad_cam.png`` and ``..._Fake_Image_grad_cam.png``
-(one test image of each class, drawn with ``--seed``), ``..._grad_cam_grid.png`` (six images
-per class) and ``..._mean_grad_cam.png`` (mean map of the true class per class), and prints
-how well the maps of fakes hit their ground-truth masks when the split has them.
-``pytorch_grad_cam`` is imported only when a map is computed, so this module imports without it.
-"""
-import importlib.util
-import sys
-
-import matplotlib.pyplot as plt
+"""Grad-CAM (Selvaraju et al., 2017) of a trained detector, with the ``grad-cam`` package: the layer it
+explains, the maps of a batch, and overlays of them on the images (analysis.grad_cam_figures draws the figures,
+grad_cam_analysis.py is the command). ``pytorch_grad_cam`` is imported only when a map is computed, so this
+module imports without it."""
 import numpy as np
 import torch
 
-from analysis_common import (AnalysisError, add_run_arguments, balanced_sample, denormalize, exits_on_error,
-                             figure_prefix, load_run_model, load_split, model_device, normalized_batches, parse_args,
-                             save)
-from cli import ArgumentParser
-from explanation_scores import explain_dataset, format_scores_table, plot_mean_maps, summarize_scores
-from faces_dataset import Normalizer
-from models import SimpleNet
+from fakedetect.data.batches import normalized_batches
+from fakedetect.data.normalization import Normalizer, denormalize
+from fakedetect.models.registry import model_device
+from fakedetect.models.simplenet import SimpleNet
 
 EXPLAIN_CHOICES = ("predicted", "true", "fake", "real")
-GRID_COLUMNS = 6
 
 
 def target_layer_name(model):
@@ -144,78 +130,3 @@ def sample_overlays(dataset, model, normalization, indices, explain):
                                         labels.cpu().numpy(), classes, fake_scores)):
             part.extend(values)
     return [np.asarray(part) for part in parts]
-
-
-def plot_single(image, shown, label, explained, score, title, path):
-    """One image beside its Grad-CAM overlay."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 4.5), layout="constrained")
-    fig.get_layout_engine().set(h_pad=0.12)
-    axes[0].imshow(image)
-    axes[0].set_title(f"{('real', 'fake')[label]} image\n(label from the folder)")
-    axes[1].imshow(shown)
-    axes[1].set_title(f"Grad-CAM of class '{('real', 'fake')[explained]}'\nP(fake) = {score:.3f}")
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(title)
-    return save(fig, path)
-
-
-def plot_grid(images, overlays, labels, explained, fake_scores, title, path):
-    """For each class a row of images above a row of their Grad-CAM overlays."""
-    fig, axes = plt.subplots(4, GRID_COLUMNS, figsize=(GRID_COLUMNS * 2.0, 4 * 2.25), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for label in (0, 1):
-        chosen = np.flatnonzero(labels == label)[:GRID_COLUMNS]
-        for column, index in enumerate(chosen):
-            axes[2 * label, column].imshow(images[index])
-            axes[2 * label, column].set_title(f"{('real', 'fake')[label]}, P(fake) {fake_scores[index]:.2f}", fontsize=9)
-            axes[2 * label + 1, column].imshow(overlays[index])
-            axes[2 * label + 1, column].set_title(f"CAM of '{('real', 'fake')[explained[index]]}'", fontsize=9)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save(fig, path)
-
-
-def grad_cam_analysis(model, normalization, dataset, args, explain="predicted"):
-    """Draw every Grad-CAM figure for ``dataset``; returns (figure paths, explain_dataset result)."""
-    prefix, where = figure_prefix(args), f"{dataset.root_path.parent.name}/{dataset.root_path.name}"
-    layer_name = target_layer_name(model)
-    indices = balanced_sample(dataset.labels, 2 * GRID_COLUMNS, args.seed)
-    images, overlays, labels, explained, fake_scores = sample_overlays(dataset, model, normalization, indices, explain)
-    figures = []
-    for label, name in ((0, "Real"), (1, "Fake")):
-        chosen = np.flatnonzero(labels == label)
-        if len(chosen):
-            i = chosen[0]
-            figures.append(plot_single(images[i], overlays[i], label, explained[i], fake_scores[i],
-                                       f"{args.model} Grad-CAM at {layer_name}: {name.lower()} image of {where}",
-                                       f"{args.figures_dir}/{prefix}_{name}_Image_grad_cam.png"))
-    figures.append(plot_grid(images, overlays, labels, explained, fake_scores,
-                             f"{args.model} Grad-CAM at {layer_name} ({explain} class) on {where}",
-                             f"{args.figures_dir}/{prefix}_grad_cam_grid.png"))
-    result = explain_dataset(dataset, grad_cam_explainer(model), normalization, model_device(model), args.batch_size,
-                             desc="Grad-CAM maps")
-    figures.append(plot_mean_maps(result, f"Mean Grad-CAM of the true class at {layer_name}: {args.model} on {where}",
-                                  f"{args.figures_dir}/{prefix}_mean_grad_cam.png"))
-    return figures, result
-
-
-@exits_on_error
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    add_run_arguments(parser).add_argument("--explain", default="predicted", choices=EXPLAIN_CHOICES,
-                                           help="class whose evidence the figures show (default: predicted)")
-    args = parse_args(parser, argv)
-    if importlib.util.find_spec("pytorch_grad_cam") is None:
-        raise AnalysisError("grad_cam_analysis.py needs the grad-cam package: pip install 'grad-cam>=1.5,<2'")
-    model, checkpoint = load_run_model(args)
-    _, result = grad_cam_analysis(model, checkpoint["normalization"], load_split(args), args, args.explain)
-    if result["scores"]["map"]:
-        print("\nGrad-CAM maps of fakes (true class) against their manipulation masks:")
-        print(format_scores_table(summarize_scores(result["scores"], "Grad-CAM")))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

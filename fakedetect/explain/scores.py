@@ -1,4 +1,5 @@
-"""Explanation maps scored against ground-truth manipulation masks, and their per-class means.
+"""Explanation maps scored against ground-truth manipulation masks, and their per-class means
+(analysis.common.plot_mean_maps draws them).
 
 The demo datasets store the mask of every fake in ``{split}/masks/`` (255 = manipulated).
 For each fake with a mask two scores are computed from a non-negative map:
@@ -14,18 +15,19 @@ centre, so a map that merely favours the centre already scores above uniform). A
 random pixel, the mask's area fraction.
 
 ``self_blended_fakes`` gives the other kind of ground truth: pseudo-fakes made from the real
-images of a split (self_blend.py), whose blend masks are known exactly, so any split with
+images of a split (data/self_blend.py), whose blend masks are known exactly, so any split with
 landmarks can be scored, fakes or no fakes.
 """
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from analysis_common import normalized_batches, save
-
-from faces_dataset import IMAGE_SIZE, DecodedFaces, landmarks_tensor, load_image, mask_path, read_mask
-from metrics import format_metric
-from self_blend import self_blend
+from fakedetect.config.recipe import IMAGE_SIZE
+from fakedetect.data.batches import normalized_batches
+from fakedetect.data.cache import DecodedFaces
+from fakedetect.data.folders import landmarks_tensor, mask_path, read_mask
+from fakedetect.data.images import load_image
+from fakedetect.data.self_blend import self_blend
+from fakedetect.metrics import format_metric
 
 BASELINES = ("centre baseline", "uniform baseline")
 
@@ -46,7 +48,7 @@ def fake_mask(dataset, index, shape):
 
 def self_blended_fakes(split, seed=0):
     """The real images of ``split`` that its landmarks.json lists, each made a pseudo-fake of itself
-    (self_blend.py: landmark hull masks, parameters drawn from ``seed``, blended on the CPU so every
+    (data/self_blend.py: landmark hull masks, parameters drawn from ``seed``, blended on the CPU so every
     machine makes the same ones). Returns (DecodedFaces of the pseudo-fakes, labelled fake; their
     masks, N x H x W booleans: manipulated where the blend weight is at least half its peak, as the
     demo masks mark where the pasted face's weight passes one half)."""
@@ -126,28 +128,3 @@ def format_scores_table(table):
         lines.append(f"  {name:<{width}}{row['images']:>6}  {format_metric(row['energy_inside_mask']):>14}  "
                      f"{format_metric(row['pointing_game']):>13}")
     return "\n".join(lines)
-
-
-def plot_mean_maps(result, title, path):
-    """Mean normalized map of real and of fake images side by side, and their difference."""
-    maps, counts = result["mean_maps"], result["counts"]
-    present = [label for label in (0, 1) if maps[label] is not None]
-    panels = len(present) + (len(present) == 2)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4), squeeze=False, layout="constrained")
-    axes = axes[0]
-    top = max(float(maps[label].max()) for label in present)
-    for ax, label in zip(axes, present):
-        shown = ax.imshow(maps[label], cmap="inferno", vmin=0, vmax=top)
-        ax.set_title(f"{('real', 'fake')[label]} images (n = {counts[label]})")
-    fig.colorbar(shown, ax=axes[:len(present)], shrink=0.8, label="mean normalized map")
-    if panels == 3:
-        difference = maps[1] - maps[0]
-        limit = float(np.abs(difference).max()) or 1.0
-        shown = axes[2].imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[2].set_title("fake minus real")
-        fig.colorbar(shown, ax=axes[2], shrink=0.8, label="difference")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title)
-    return save(fig, path)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faces_dataset import IMAGE_SIZE, load_image
+from fakedetect.config.recipe import IMAGE_SIZE
+from fakedetect.data.images import load_image
 
 DETECTORS = ("dlib", "haar")
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -48,7 +49,7 @@ class FaceDetectorError(RuntimeError):
 
 def read_photo(path):
     """A photo at full resolution as an RGB uint8 array, read as training reads images
-    (``faces_dataset.load_image``: EXIF orientation, any mode, decompression bombs refused).
+    (``data.images.load_image``: EXIF orientation, any mode, decompression bombs refused).
 
     Raises DatasetError naming the file when it cannot be decoded.
     """

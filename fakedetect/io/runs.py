@@ -1,6 +1,6 @@
 """What a run is called and what it writes, defined once: the run name, every path of a run,
-the metrics JSON and checkpoint layouts (each with a ``format_version``), the rules a resume
-must pass, the operating threshold, and the lock a running run holds on its name.
+the metrics JSON and checkpoint layouts (each with a ``format_version``), the operating threshold,
+and the lock a running run holds on its name (the rules a resume must pass: config.resume).
 
 A run's name is ``--run-name``, by default ``{dataset}_{model}_{optimizer}`` (``:`` in timm
 model names written ``-``). Its files: ``{out_dir}/{name}.json`` (metrics), ``{out_dir}/{name}.yaml``
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fileio import CheckpointError, held_lock, load_checkpoint, read_json
-from recipe import KNOB_BY_NAME
+from fakedetect.io.files import CheckpointError, held_lock, load_checkpoint, read_json
 
 FORMAT_VERSION = 2
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_balanced_acc",
@@ -24,14 +23,6 @@ EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "val_
 RESUME_KEYS = ("model", "optimizer", "epoch", "history", "best", "generator", "torch_rng", "cuda_rng")
 NEW_RUN = "start a new run instead (--overwrite, or another --run-name)"
 RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]*")
-
-# Config keys a resumed run may change: where things are and how fast they run, not what is trained.
-# (The starting weights, --weights and --no-pretrained, are replaced by the checkpoint's; the normalization they
-# chose is compared.)
-RESUME_MAY_DIFFER = {"device", "workers", "no_cache", "cache_dir", "strict", "amp", "autocast", "channels_last",
-                     "compile", "deterministic", "resume", "overwrite", "checkpoint_interval", "out_dir",
-                     "checkpoint_dir", "data_root", "dataset", "dataset_path", "recipe_overrides", "weights",
-                     "no_pretrained", "pretrained", "config", "tensorboard", "processes", "sync_bn"}
 
 
 class RunLockedError(RuntimeError):
@@ -201,42 +192,3 @@ def operating_threshold(checkpoint):
     when it has none (the validation split held one class)."""
     threshold = checkpoint.get("threshold")
     return 0.5 if threshold is None else float(threshold)
-
-
-# --- resume -----------------------------------------------------------------------------------------------------
-
-def setting_label(key):
-    """How the user sets config ``key``, for messages (``weight_decay`` -> ``--weight-decay``)."""
-    special = {"normalization_mean_std": "the input normalization (mean, std)",
-               "data_digest": "data whose file names, labels, sizes and pixels digest to"}
-    if key in special:
-        return special[key]
-    return KNOB_BY_NAME[key].flag if key in KNOB_BY_NAME else f"--{key.replace('_', '-')}"
-
-
-def load_resume_state(run, config):
-    """The last checkpoint of ``run`` to resume, checked against this run: the same model and every
-    setting the same except those in RESUME_MAY_DIFFER. CheckpointError with the fix otherwise."""
-    path = run.last_path
-    state = load_checkpoint(path, required_keys=RESUME_KEYS, fix=NEW_RUN)
-    if state["history"].get("model") != run.model:
-        raise CheckpointError(f"{path}: holds a {state['history'].get('model')} run, not {run.model}; "
-                              "resume with the same -m")
-    saved_config = state["history"].get("config") or {}
-    changed = [f"{setting_label(key)} {saved_config[key]} (now {config[key]})"
-               for key in sorted(saved_config.keys() & config.keys() - RESUME_MAY_DIFFER)
-               if saved_config[key] != config[key]]
-    if changed:
-        raise CheckpointError(f"{path}: holds a run with {', '.join(changed)}; resume with the run's own "
-                              f"settings, or {NEW_RUN}")
-    return state
-
-
-def resume_record(history, config, epoch, versions):
-    """What the JSON notes of a resume: after which epoch, the settings it was free to change and did
-    (device, workers, ...), and the library versions it continued with."""
-    first = history.get("config") or {}
-    free = RESUME_MAY_DIFFER & config.keys() - {"resume", "overwrite"}
-    changed = {key: config[key] for key in sorted(free) if first.get(key) != config[key]}
-    return {"after_epoch": epoch, "changed": changed, "versions": versions}
-

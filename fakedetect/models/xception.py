@@ -1,8 +1,11 @@
-"""The Xception backbone (timm's ``legacy_xception``, 22,855,952 parameters with its 1000-class fc)."""
+"""The Xception backbone (timm's ``legacy_xception``, 22,855,952 parameters with its 1000-class fc) and the
+course's Xception-based detector built on it."""
 from pathlib import Path
 
-from fileio import CheckpointError, load_weights_file, state_dict_mismatch
-from hub_weights import create_pretrained
+from torch import nn
+
+from fakedetect.io.files import CheckpointError, load_weights_file, state_dict_mismatch
+from fakedetect.models.hub_weights import create_pretrained
 
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
@@ -52,3 +55,16 @@ def build_xception_backbone(pretrained=False, weights=None):
         return create_pretrained("legacy_xception", without="train from random weights with --no-pretrained")
     model = timm.create_model("legacy_xception", pretrained=False)
     return model if weights is None else load_xception_weights(model, weights)
+
+
+def get_xception_based_model(pretrained=True, weights=None):
+    """Xception backbone with its ``fc`` replaced by 2048-1000-256-64-2 (ReLU between); nothing frozen.
+
+    23,128,786 trainable parameters. See ``build_xception_backbone`` for ``pretrained``/``weights``.
+    """
+    model = build_xception_backbone(pretrained=pretrained, weights=weights)
+    model.fc = nn.Sequential(nn.Linear(2048, 1000), nn.ReLU(),
+                             nn.Linear(1000, 256), nn.ReLU(),
+                             nn.Linear(256, 64), nn.ReLU(),
+                             nn.Linear(64, 2))
+    return model

@@ -27,7 +27,6 @@ Exit code: 0 written, 1 when the checkpoint cannot be read or exported (one line
 """
 import io
 import json
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -35,11 +34,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from augment import IMAGE_SIZE
-from cli import ArgumentParser, exits_on_error
-from faces_dataset import CLASS_NAMES
-from fileio import CheckpointError, atomic_write, check_output_path, require_keys
-from models import has_global_pooling, load_trained_model
+from fakedetect.config.recipe import IMAGE_SIZE
+from fakedetect.data.folders import CLASS_NAMES
+from fakedetect.io.files import CheckpointError, atomic_write, require_keys
+from fakedetect.models.registry import has_global_pooling, load_trained_model
 
 FORMATS = ("onnx", "torchscript")
 INPUT_DTYPES = ("uint8", "float32")  # of an ONNX file's input
@@ -215,41 +213,3 @@ def _load_torchscript(path, device):
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a loadable TorchScript model ({reason}); {EXPORT_FIX}") from None
     return module, metadata
-
-
-def parse_args(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoint", help="a checkpoint written by train_main.py (checkpoints/*.pt)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx (run by onnxruntime) or torchscript")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="the file to write (.onnx for onnx; e.g. .torchscript.pt for torchscript)")
-    parser.add_argument("--input", default="uint8", choices=INPUT_DTYPES,
-                        help="onnx only: the pixel type the model takes, uint8 0..255 or float32 0..1 (default: uint8)")
-    parser.add_argument("--overwrite", action="store_true", help="replace FILE when it exists")
-    args = parser.parse_args(argv)
-    output = Path(args.output)
-    check_output_path(parser, "-o", output, [args.checkpoint])
-    if args.format == "onnx" and output.suffix.lower() != ".onnx":
-        parser.error(f"-o {output}: an ONNX file must end in .onnx (predict.py knows it by that); "
-                     f"e.g. -o {output.with_suffix('.onnx')}")
-    if args.format == "torchscript" and output.suffix.lower() == ".onnx":
-        parser.error(f"-o {output}: .onnx names an ONNX file; give the TorchScript file another name "
-                     f"(e.g. {output.with_suffix('.torchscript.pt')}) or pass --format onnx")
-    if args.format == "torchscript" and args.input != "uint8":
-        parser.error("--input is for onnx only: the TorchScript model takes uint8 and float32 images alike; drop it")
-    if output.exists() and not args.overwrite:
-        parser.error(f"-o {output}: exists; pass --overwrite to replace it or choose another path")
-    return args
-
-
-@exits_on_error()
-def main(argv=None):
-    args = parse_args(argv)
-    metadata = export_checkpoint(args.checkpoint, args.output, args.format, args.input)
-    print(f"wrote {args.output}: {args.format} model of {metadata['model_name']}, input N x 3 x H x W "
-          f"{metadata['input_dtype']}, output P(fake), threshold {metadata['threshold']:.4f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

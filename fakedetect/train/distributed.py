@@ -7,43 +7,18 @@ single-process run it always was. Every rank draws the same epoch order and augm
 seed and trains on its own part of each global batch (``--batch-size`` is the global batch), so the
 gradient DistributedDataParallel averages is the one of the whole batch. Evaluation gives each rank a
 consecutive block of the split and gathers the scores in the split's order, so the metrics are those of
-one process. Rank 0 alone prints, holds the run's lock and writes its files.
+one process. Rank 0 alone prints, holds the run's lock and writes its files. ``Ranks`` (this process's
+part of each batch) is data.batches'.
 """
 import contextlib
 import datetime
 import os
-from dataclasses import dataclass
 
 import torch
 
+from fakedetect.data.batches import SINGLE, Ranks
+
 DECODE_TIMEOUT = datetime.timedelta(hours=6)  # ranks wait at a barrier while rank 0 decodes a large dataset
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place among the ``world`` processes of a run (rank 0 writes)."""
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self):
-        return self.rank == 0
-
-    def part(self, start, stop):
-        """This rank's consecutive ``[begin, end)`` of the positions ``[start, stop)``: the ranks' parts
-        cover them exactly once, in rank order, their sizes differing by one at most."""
-        count = stop - start
-        return start + count * self.rank // self.world, start + count * (self.rank + 1) // self.world
-
-    def batch_count(self, count, batch_size):
-        """Training batches an epoch of ``count`` images has: a last global batch smaller than the number of
-        processes is left out (a rank would get no image of it)."""
-        full, rest = divmod(count, batch_size)
-        return full + (rest >= self.world)
-
-
-SINGLE = Ranks()
 
 
 def from_environment():

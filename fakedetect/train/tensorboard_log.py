@@ -5,8 +5,9 @@
 record under its split: ``train/loss``, ``val/auc``, ``test/balanced_acc``, ``epoch/seconds``
 ...) and, at every new best epoch, two images: ``best/roc`` (the validation and test ROC curves
 of that epoch) and ``best/grad_cam`` (a few validation images under the Grad-CAM of their true
-class; only where the grad-cam package is installed). ``torch.utils.tensorboard`` is imported
-only when a logger is made, so training without it needs no tensorboard package.
+class; only where the grad-cam package is installed and the logger was given ``explain_pixels``).
+``torch.utils.tensorboard`` is imported only when a logger is made, so training without it needs no
+tensorboard package.
 
     tensorboard --logdir out/tb      # then open http://localhost:6006
 """
@@ -14,7 +15,8 @@ import importlib.util
 
 import numpy as np
 
-from faces_dataset import load_image
+from fakedetect.data.batches import balanced_sample
+from fakedetect.data.images import load_image
 
 SPLITS = ("train", "val", "test")
 EVENT_FILE_PREFIX = "events.out.tfevents."  # the files SummaryWriter writes
@@ -24,8 +26,10 @@ GRAD_CAM_IMAGES = 4  # per best epoch: two of each class where the split has the
 class TensorBoardLogger:
     """Writes a run's steps and epochs as TensorBoard events under ``log_dir`` (a context manager)."""
 
-    def __init__(self, log_dir, hide_earlier=False):
+    def __init__(self, log_dir, hide_earlier=False, explain_pixels=None):
         from torch.utils.tensorboard import SummaryWriter
+
+        self.explain_pixels = explain_pixels  # explain.grad_cam.explain_pixels: draws best/grad_cam; None: not drawn
 
         # purge_step 0 starts a new session at step 0: TensorBoard drops every event read before it (nothing deleted)
         self.writer = SummaryWriter(str(log_dir), purge_step=0 if hide_earlier else None)
@@ -49,8 +53,9 @@ class TensorBoardLogger:
                 self.writer.add_scalar(f"{split}/{metric}" if split in SPLITS else f"epoch/{key}", value, trainer.epoch)
         if improved:
             self.writer.add_figure("best/roc", roc_figure(trainer.evaluations, trainer.epoch), trainer.epoch)
-            if importlib.util.find_spec("pytorch_grad_cam") is not None:
-                self.writer.add_image("best/grad_cam", grad_cam_sample(trainer), trainer.epoch, dataformats="HWC")
+            if self.explain_pixels is not None and importlib.util.find_spec("pytorch_grad_cam") is not None:
+                self.writer.add_image("best/grad_cam", grad_cam_sample(trainer, self.explain_pixels), trainer.epoch,
+                                      dataformats="HWC")
         self.writer.flush()
 
 
@@ -71,11 +76,9 @@ def roc_figure(evaluations, epoch):
     return fig
 
 
-def grad_cam_sample(trainer):
-    """One H x W x 3 uint8 strip: a few validation images above their Grad-CAM overlays (true class)."""
-    from analysis_common import balanced_sample
-    from grad_cam_analysis import explain_pixels
-
+def grad_cam_sample(trainer, explain_pixels):
+    """One H x W x 3 uint8 strip: a few validation images above their Grad-CAM overlays (true class), drawn by
+    ``explain_pixels`` (explain.grad_cam's, which the command passes: the training layer imports no explainer)."""
     dataset = trainer.validation_dataset
     indices = balanced_sample(dataset.labels, GRAD_CAM_IMAGES, seed=0)
     pixels = np.stack([np.asarray(load_image(dataset.files[index])) for index in indices])

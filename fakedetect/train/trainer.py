@@ -13,14 +13,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import runs
-from augment import AugmentConfig, mixup_batch
-from distributed import SINGLE, Ranks, gather_parts, sum_over_ranks
-from faces_dataset import balanced_sample_weights, make_batches
-from fileio import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
-from metrics import binary_metrics, format_metric
-from recipe import SYMMETRIC_NORMALIZATION, Recipe, build_optimizer, build_scheduler, class_weights
-from self_blend import EpochBlends, SelfBlendConfig
+from fakedetect.config.recipe import Recipe
+from fakedetect.config.resume import load_resume_state, resume_record
+from fakedetect.data.augment import AugmentConfig, mixup_batch
+from fakedetect.data.batches import SINGLE, Ranks, balanced_sample_weights, make_batches
+from fakedetect.data.normalization import SYMMETRIC_NORMALIZATION
+from fakedetect.data.self_blend import EpochBlends, SelfBlendConfig
+from fakedetect.io import runs
+from fakedetect.io.files import CheckpointError, load_checkpoint, save_checkpoint, state_dict_mismatch, write_json
+from fakedetect.metrics import binary_metrics, format_metric
+from fakedetect.train.distributed import gather_parts, sum_over_ranks
+from fakedetect.train.optim import build_optimizer, build_scheduler, class_weights
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,13 +104,13 @@ class Runtime:
     seed: int = 0
     checkpoint_interval: float = 0.0  # seconds between writes of the last checkpoint (0 = every epoch)
     progress: bool = True
-    ranks: Ranks = SINGLE  # the processes torchrun started (distributed.py); rank 0 writes
+    ranks: Ranks = SINGLE  # the processes torchrun started (train/distributed.py); rank 0 writes
     sync_bn: bool = False  # BatchNorm statistics over the global batch (CUDA only) when ranks.world > 1
 
 
 class Trainer:
     """Trains ``model`` on the train split of ``splits`` (train, validation, test) with ``recipe``
-    and evaluates it on validation and test each epoch; writes the files of ``run`` (runs.Run).
+    and evaluates it on validation and test each epoch; writes the files of ``run`` (io.runs.Run).
 
     The recipe builds the optimizer, the learning-rate schedule (stepped after every optimizer
     step), the loss (label smoothing, class weights), the sampler (class balance), the training
@@ -115,7 +118,7 @@ class Trainer:
     ``selection_metric``) and the weight average (``ema``: validation, test and the best checkpoint
     then use a WeightAverage of the weights). The splits are ``FacesDataset`` (per-item PIL path)
     or ``DecodedFaces`` (decoded cache, augmented in bulk on the device); see
-    ``faces_dataset.make_batches``. ``normalization`` is the input (mean, std). An optional
+    ``data.batches.make_batches``. ``normalization`` is the input (mean, std). An optional
     ``logger`` (tensorboard_log.TensorBoardLogger) gets ``step(step, loss, lr)`` after every
     optimizer step and ``epoch(trainer, record, improved)`` after every epoch.
 
@@ -218,9 +221,9 @@ class Trainer:
         when this trainer ran before."""
         run = self.run_files
         if resume and run.last_path.exists():
-            self.restore(runs.load_resume_state(run, self.config))
+            self.restore(load_resume_state(run, self.config))
             self.history.setdefault("resumes", []).append(
-                runs.resume_record(self.history, self.config, self.epoch, library_versions()))
+                resume_record(self.history, self.config, self.epoch, library_versions()))
             if self.ranks.main:
                 write_json(run.json_path, self.history)  # drops the epochs the JSON holds beyond the checkpoint
                 print(f"resuming {run.name} after epoch {self.epoch}")
