@@ -2,16 +2,11 @@
 import errno
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))  # the maintainer scripts (benchmarks, result tables)
-
-import demo_data  # noqa: E402
+from fakedetect.data import demo as demo_data
 
 TINY_SPLITS = {"train": (12, 12), "val": (6, 6), "test": (6, 6)}
 
@@ -26,7 +21,7 @@ def tiny_fakes(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_fakes, tmp_path_factory):
     """A 2-epoch SimpleNet run on tiny_fakes: returns dict of paths (dataset, out_dir, checkpoint_dir, json, best, last)."""
-    import train_main
+    from fakedetect.cli import train as train_main
     work = tmp_path_factory.mktemp("run")
     out_dir, checkpoint_dir = work / "out", work / "checkpoints"
     code = train_main.main(["-m", "SimpleNet", "-d", str(tiny_fakes), "-o", "Adam", "--lr", "0.0005", "-b", "8",

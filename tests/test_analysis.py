@@ -1,4 +1,5 @@
 """Analysis scripts: scores, metrics, saliency, Grad-CAM, explanation scores, figures, CLI errors."""
+import importlib.util
 import json
 import shutil
 
@@ -10,18 +11,19 @@ from PIL import Image
 from sklearn import metrics as skm
 from torch import nn
 
-import analysis_common
-import grad_cam_analysis
-import numerical_analysis
-import plot_accuracy_and_loss
-import plot_samples_of_faces_datasets
-import report
-import saliency_map
-from explanation_scores import explain_dataset, load_mask, score_map
-from faces_dataset import DatasetError, FacesDataset, item_transform, load_image
-from metrics import equal_error_rate
-from models import SimpleNet, load_trained_model
-from runs import operating_threshold
+from fakedetect.analysis import curves, numbers, saliency_figures, samples
+from fakedetect.cli import (grad_cam_analysis, numerical_analysis, plot_accuracy_and_loss,
+                            plot_samples_of_faces_datasets, report, saliency_map)
+from fakedetect.data import batches, normalization
+from fakedetect.data.batches import item_transform
+from fakedetect.data.folders import FacesDataset
+from fakedetect.data.images import DatasetError, load_image
+from fakedetect.explain import grad_cam, saliency
+from fakedetect.explain.scores import explain_dataset, load_mask, score_map
+from fakedetect.io.runs import operating_threshold
+from fakedetect.metrics import equal_error_rate
+from fakedetect.models.registry import load_trained_model
+from fakedetect.models.simplenet import SimpleNet
 
 
 def run_flags(tiny_run, figures_dir):
@@ -46,7 +48,7 @@ def trained(tiny_run):
 
 def test_soft_scores_are_probabilities_fed_as_in_training(trained):
     model, checkpoint, dataset = trained
-    real, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"],
+    real, fake, labels = numbers.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"],
                                                                             batch_size=5)
     np.testing.assert_allclose(real + fake, 1.0, atol=1e-6)
     assert ((fake >= 0) & (fake <= 1)).all()
@@ -62,7 +64,7 @@ def test_reported_metrics_equal_scikit_learn_and_curves_are_drawn(tiny_run, trai
     model, checkpoint, dataset = trained
     assert numerical_analysis.main(run_flags(tiny_run, tmp_path)) == 0
     reported = json.loads((tmp_path / "tiny_fakes_SimpleNet_Adam_metrics.json").read_text())
-    _, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"])
+    _, fake, labels = numbers.get_soft_scores_and_true_labels(dataset, model, checkpoint["normalization"])
     assert reported["auc"] == pytest.approx(skm.roc_auc_score(labels, fake))
     assert reported["average_precision"] == pytest.approx(skm.average_precision_score(labels, fake))
     assert (reported["eer"], reported["eer_threshold"]) == pytest.approx(equal_error_rate(labels, fake))
@@ -79,13 +81,13 @@ def test_reported_metrics_equal_scikit_learn_and_curves_are_drawn(tiny_run, trai
 
 def test_split_metrics_decide_at_the_checkpoint_threshold():
     labels, scores = [0, 0, 1, 1], [0.1, 0.2, 0.3, 0.9]
-    at_checkpoint = numerical_analysis.split_metrics(labels, scores, {"threshold": 0.25})
+    at_checkpoint = numbers.split_metrics(labels, scores, {"threshold": 0.25})
     assert at_checkpoint["threshold"] == 0.25 and "validation" in at_checkpoint["threshold_source"]
     assert at_checkpoint["accuracy"] == 1.0 and at_checkpoint["confusion_matrix"] == [[2, 0], [0, 2]]
     assert at_checkpoint["accuracy_at_0.5"] == 0.75 and at_checkpoint["balanced_accuracy_at_0.5"] == 0.75
-    unknown = numerical_analysis.split_metrics(labels, scores, {})
+    unknown = numbers.split_metrics(labels, scores, {})
     assert unknown["threshold"] == 0.5 and unknown["accuracy"] == 0.75
-    assert "no validation threshold" in numerical_analysis.format_metrics(unknown)
+    assert "no validation threshold" in numbers.format_metrics(unknown)
 
 
 def test_one_class_split_gets_a_message_not_a_crash(tiny_run, tmp_path, capsys):
@@ -111,7 +113,7 @@ def test_figure_names_carry_the_split_and_no_colon(tiny_run, tmp_path):
     assert not (tmp_path / "tiny_fakes_SimpleNet_Adam_metrics.json").exists()
     history = json.loads(next(tiny_run["out_dir"].glob("tiny_fakes_SimpleNet_*.json")).read_text())
     del history["run_name"]  # a version-1 JSON: the name is made from the model, dataset and optimizer
-    paths = plot_accuracy_and_loss.plot_accuracy_and_loss({**history, "model": "timm:resnet18"}, tmp_path)
+    paths = curves.plot_accuracy_and_loss({**history, "model": "timm:resnet18"}, tmp_path)
     assert [path.name for path in paths] == ["tiny_fakes_timm-resnet18_Adam_losses_plot.png",
                                              "tiny_fakes_timm-resnet18_Adam_accuracies_plot.png",
                                              "tiny_fakes_timm-resnet18_Adam_auc_plot.png"]
@@ -127,8 +129,8 @@ def test_bad_run_json_and_missing_grad_cam_are_one_line_errors(tiny_run, tmp_pat
     (out / tiny_run["json"].name).write_text('{"rows": []}')
     assert plot_accuracy_and_loss.main(flags) == 1
     assert "not a run JSON written by train_main.py; train the run again" in capsys.readouterr().err
-    real_find_spec = grad_cam_analysis.importlib.util.find_spec
-    monkeypatch.setattr(grad_cam_analysis.importlib.util, "find_spec",
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name: None if name == "pytorch_grad_cam" else real_find_spec(name))
     assert grad_cam_analysis.main(run_flags(tiny_run, tmp_path)) == 1
     assert "needs the grad-cam package: pip install" in capsys.readouterr().err
@@ -138,10 +140,10 @@ def test_bad_run_json_and_missing_grad_cam_are_one_line_errors(tiny_run, tmp_pat
 
 
 def test_saliency_pairs_mark_errors_at_the_checkpoint_threshold(monkeypatch):
-    monkeypatch.setattr(saliency_map, "save", lambda fig, path: fig)
+    monkeypatch.setattr(saliency_figures, "save", lambda fig, path: fig)
     images, maps = np.zeros((2, 8, 8, 3), np.uint8), np.ones((2, 8, 8))
     for threshold, colours in ((0.5, ["crimson", "black"]), (0.3, ["black", "black"])):
-        fig = saliency_map.plot_pairs(images, maps, np.array([1, 0]), np.array([0.4, 0.2]), "t", "unused.png",
+        fig = saliency_figures.plot_pairs(images, maps, np.array([1, 0]), np.array([0.4, 0.2]), "t", "unused.png",
                                       threshold=threshold)
         titles = [ax.title for ax in fig.axes if ax.get_title().startswith(("real", "fake"))]
         assert [title.get_text() for title in titles] == ["fake, P(fake) 0.400", "real, P(fake) 0.200"]
@@ -156,7 +158,7 @@ def test_saliency_equals_captum():
     torch.manual_seed(0)
     model = SimpleNet().eval()
     images, labels = torch.randn(3, 3, 256, 256), torch.tensor([0, 1, 1])
-    maps = saliency_map.compute_gradient_saliency_maps(images, labels, model)
+    maps = saliency.compute_gradient_saliency_maps(images, labels, model)
     expected = Saliency(model).attribute(images.clone().requires_grad_(), target=labels, abs=True).amax(dim=1)
     assert maps.shape == (3, 256, 256)
     assert (maps - expected).abs().max().item() <= 1e-6
@@ -184,7 +186,7 @@ def test_grad_cam_peaks_where_the_evidence_is(rows, columns):
     images = torch.zeros(1, 3, 64, 64)
     images[:, :, rows, columns] = 1.0
     model = BrightnessNet().eval()
-    cam = grad_cam_analysis.grad_cam_maps(images, model, torch.tensor([1]), layer=model.features)[0]
+    cam = grad_cam.grad_cam_maps(images, model, torch.tensor([1]), layer=model.features)[0]
     assert cam.shape == (64, 64)
     peak_row, peak_column = np.unravel_index(np.argmax(cam), cam.shape)
     assert rows.start <= peak_row < rows.stop and columns.start <= peak_column < columns.stop
@@ -194,22 +196,22 @@ def test_grad_cam_peaks_where_the_evidence_is(rows, columns):
 
 
 def test_grad_cam_layer_and_explained_class():
-    assert grad_cam_analysis.target_layer_name(SimpleNet()) == "conv3"
+    assert grad_cam.target_layer_name(SimpleNet()) == "conv3"
     labels, logits = torch.tensor([0, 1, 1]), torch.tensor([[2.0, 1.0], [3.0, 0.0], [0.0, 1.0]])
-    assert grad_cam_analysis.classes_to_explain("predicted", labels, logits).tolist() == [0, 0, 1]
-    assert grad_cam_analysis.classes_to_explain("true", labels, logits).tolist() == [0, 1, 1]
-    assert grad_cam_analysis.classes_to_explain("fake", labels, logits).tolist() == [1, 1, 1]
-    assert grad_cam_analysis.classes_to_explain("real", labels, logits).tolist() == [0, 0, 0]
+    assert grad_cam.classes_to_explain("predicted", labels, logits).tolist() == [0, 0, 1]
+    assert grad_cam.classes_to_explain("true", labels, logits).tolist() == [0, 1, 1]
+    assert grad_cam.classes_to_explain("fake", labels, logits).tolist() == [1, 1, 1]
+    assert grad_cam.classes_to_explain("real", labels, logits).tolist() == [0, 0, 0]
 
 
 def test_grad_cam_visualization_and_original_colours(trained):
     model, checkpoint, dataset = trained
     index = len(dataset) - 1
-    shown, label = grad_cam_analysis.get_grad_cam_visualization(dataset, model, checkpoint["normalization"], index, "fake")
+    shown, label = grad_cam.get_grad_cam_visualization(dataset, model, checkpoint["normalization"], index, "fake")
     assert shown.shape == (256, 256, 3) and shown.dtype == np.uint8 and label == dataset.labels[index] == 1
-    images, _ = next(analysis_common.normalized_batches(dataset, checkpoint["normalization"], "cpu", 1, [index]))
+    images, _ = next(batches.normalized_batches(dataset, checkpoint["normalization"], "cpu", 1, [index]))
     original = np.asarray(load_image(dataset.files[index]))
-    np.testing.assert_array_equal(analysis_common.denormalize(images, checkpoint["normalization"])[0], original)
+    np.testing.assert_array_equal(normalization.denormalize(images, checkpoint["normalization"])[0], original)
 
 
 def test_score_map_energy_pointing_and_constant_maps():
@@ -238,16 +240,16 @@ def test_explain_dataset_reads_every_fake_mask(tiny_fakes):
 
 def test_balanced_sample_is_deterministic_and_fills_a_short_class():
     labels = [0] * 10 + [1] * 3
-    first = analysis_common.balanced_sample(labels, 8, seed=1)
-    assert first == analysis_common.balanced_sample(labels, 8, seed=1)
+    first = batches.balanced_sample(labels, 8, seed=1)
+    assert first == batches.balanced_sample(labels, 8, seed=1)
     assert len(first) == 8 and sum(labels[i] for i in first) == 3
-    assert analysis_common.balanced_sample(labels, 6, seed=2) != analysis_common.balanced_sample(labels, 6, seed=3)
+    assert batches.balanced_sample(labels, 6, seed=2) != batches.balanced_sample(labels, 6, seed=3)
 
 
 def test_sample_pairs_take_labels_from_the_folders(tiny_fakes):
     dataset = FacesDataset(tiny_fakes / "train")
-    pairs = plot_samples_of_faces_datasets.sample_pairs(dataset, 3, seed=0)
-    assert pairs == plot_samples_of_faces_datasets.sample_pairs(dataset, 3, seed=0)
+    pairs = samples.sample_pairs(dataset, 3, seed=0)
+    assert pairs == samples.sample_pairs(dataset, 3, seed=0)
     assert len(pairs) == 3
     assert all(real.parent.name == "real" and fake.parent.name == "fake" for real, fake in pairs)
 

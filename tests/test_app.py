@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import app
-from models import load_trained_model
-from predict import predict
+from fakedetect.cli import app
+from fakedetect.models.registry import load_trained_model
+from fakedetect.serve import app as serve_app
+from fakedetect.serve.predict import predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def judge(tiny_run):
     model, checkpoint = load_trained_model(tiny_run["best"])
-    return app.Judge(model, checkpoint, "cpu"), model, checkpoint
+    return serve_app.Judge(model, checkpoint, "cpu"), model, checkpoint
 
 
 def test_an_image_gets_predicts_probability_the_decision_and_an_overlay(judge, tiny_run):
@@ -41,7 +42,7 @@ def test_anything_but_a_readable_image_is_a_message(judge, tmp_path):
     score = judge[0]
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "broken.png").write_bytes(b"PNG but not really")
-    assert score(None) == (app.PROMPT, None, None)
+    assert score(None) == (serve_app.PROMPT, None, None)
     verdict, scored, overlay = score(str(tmp_path / "notes.txt"))
     assert verdict.startswith("**notes.txt** is not an image this demo takes; drop a .jpg") and scored is None
     verdict, scored, overlay = score(str(tmp_path / "broken.png"))

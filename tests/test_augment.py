@@ -5,9 +5,10 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from augment import (AugmentConfig, Augmenter, CROP_ASPECT, ERASE_AREA, ItemAugment, color_jitter, draw_crop_flip,
-                     draw_resized_boxes, gaussian_blur, jpeg_recompress, mixup_batch, resized_crop_flip)
-from faces_dataset import item_transform
+from fakedetect.data.augment import (CROP_ASPECT, ERASE_AREA, AugmentConfig, Augmenter, ItemAugment, color_jitter,
+                                     draw_crop_flip, draw_resized_boxes, gaussian_blur, jpeg_recompress, mixup_batch,
+                                     resized_crop_flip)
+from fakedetect.data.batches import item_transform
 
 
 def test_default_augmentation_draws_as_the_course_path_did():

@@ -8,12 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-import demo_data
-import report
-from explanation_scores import explain_dataset, self_blended_fakes
-from faces_dataset import FacesDataset
-from models import SimpleNet
-from self_blend import self_blend
+from fakedetect.analysis import report as report_tables
+from fakedetect.cli import report
+from fakedetect.data import demo as demo_data
+from fakedetect.data.folders import FacesDataset
+from fakedetect.data.self_blend import self_blend
+from fakedetect.explain.scores import explain_dataset, self_blended_fakes
+from fakedetect.models.simplenet import SimpleNet
 
 NORMALIZATION = ((0.5,) * 3, (0.5,) * 3)
 
@@ -81,7 +82,7 @@ def test_maps_are_scored_against_the_blend_masks(landmarked):
 def test_a_split_without_landmarks_is_one_note_naming_the_file_and_the_fix(tiny_fakes, capsys):
     args = SimpleNamespace(seed=0, device="cpu", batch_size=4)
     split = FacesDataset(tiny_fakes / "test")
-    assert report.blend_mask_table(SimpleNet(), NORMALIZATION, split, ["saliency"], args) is None
+    assert report_tables.blend_mask_table(SimpleNet(), NORMALIZATION, split, ["saliency"], args) is None
     output = capsys.readouterr().out
     assert output == (f"note: {tiny_fakes / 'test' / 'landmarks.json'} not found, so no pseudo-fakes to score against "
                       "blend masks; build the dataset with build_faces_dataset.py --detector dlib, which writes it\n")

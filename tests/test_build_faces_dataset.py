@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-import build_faces_dataset as build
-import faces_dataset
-import demo_media
-import train_main
-from face_detection import FaceCropper
+from fakedetect.cli import build_faces_dataset
+from fakedetect.cli import train as train_main
+from fakedetect.data import demo_media, folders
+from fakedetect.faces import build, video
+from fakedetect.faces.detection import FaceCropper
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -70,7 +70,7 @@ def sources(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(sources, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "faces"
-    code = build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out),
+    code = build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out),
                        "--frames", "4", "--ratios", "0.5", "0.25", "0.25", "--no-progress"])
     return code, out, read_manifest(out)
 
@@ -101,12 +101,12 @@ def test_crop_is_square_enlarged_and_black_outside_the_image():
 def test_frames_per_video_as_asked_and_crops_follow_the_face(built, sources):
     code, out, rows = built
     clip = [row for row in rows if row["source"] == str(sources / "real" / "clip_0.mp4")]
-    assert [int(row["frame"]) for row in clip] == [0, 4, 7, 11] == build.frame_indices(12, 4)
+    assert [int(row["frame"]) for row in clip] == [0, 4, 7, 11] == video.frame_indices(12, 4)
     for row in clip:
         assert row["status"] == "ok" and (out / row["image"]).is_file()
         center, _ = box_center(row)
         assert np.abs(center - expected_center(VIDEO_OFFSETS[int(row["frame"])])).max() < 10
-    assert build.frame_indices(3, 10) == [0, 1, 2]
+    assert video.frame_indices(3, 10) == [0, 1, 2]
 
 
 def test_split_by_source_holds(built):
@@ -121,7 +121,7 @@ def test_split_by_source_holds(built):
     assert all(len(splits) == 1 for splits in split_of.values())
     written = sorted(path.relative_to(out).as_posix() for path in out.glob("*/*/*.png"))
     assert written == sorted(row["image"] for row in rows if row["status"] == "ok")
-    for split in build.SPLITS:
+    for split in build_faces_dataset.SPLITS:
         for label in ("real", "fake"):
             assert list((out / split / label).glob("*.png")), f"{split}/{label} is empty"
 
@@ -131,7 +131,7 @@ def test_faces_not_found_are_counted_and_listed(built, sources, capsys, tmp_path
     missing = [row for row in rows if row["status"] == "no face"]
     assert [row["source"] for row in missing] == [str(sources / "real" / "blank.png")]
     assert missing[0]["image"] == "" and missing[0]["split"] == ""
-    build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(tmp_path / "again"),
+    build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(tmp_path / "again"),
                 "--frames", "4", "--no-progress"])  # 2 frames 3.5 face sides apart are two faces to the face track
     printed = capsys.readouterr().out
     assert "no face found in 1 photo(s)/frame(s)" in printed and str(sources / "real" / "blank.png") in printed
@@ -144,7 +144,7 @@ def test_group_by_folder_keeps_an_identity_on_one_side(tmp_path):
             folder.mkdir(parents=True)
             for index in range(2):
                 astronaut_scene((40 * person + 60 * index, 30 * index), fake=label == "fake").save(folder / f"{index}.png")
-    code = build.main(["--real", str(tmp_path / "raw" / "real"), "--fake", str(tmp_path / "raw" / "fake"),
+    code = build_faces_dataset.main(["--real", str(tmp_path / "raw" / "real"), "--fake", str(tmp_path / "raw" / "fake"),
                        "-o", str(tmp_path / "out"), "--group-by", "folder", "--ratios", "0.5", "0.25", "0.25",
                        "--no-progress"])
     rows = read_manifest(tmp_path / "out")
@@ -166,7 +166,7 @@ def test_split_assignment_follows_ratios_and_seed():
     assert first == build.assign_splits(groups, (0.6, 0.2, 0.2), seed=1)
     assert first != build.assign_splits(groups, (0.6, 0.2, 0.2), seed=2)
     for label in ("real", "fake"):
-        counts = [sum(split == name for group, split in first.items() if group.startswith(label)) for name in build.SPLITS]
+        counts = [sum(split == name for group, split in first.items() if group.startswith(label)) for name in build_faces_dataset.SPLITS]
         assert counts == [12, 4, 4]
 
 
@@ -177,7 +177,7 @@ def test_unreadable_source_is_reported_and_skipped(sources, tmp_path, capsys):
         astronaut_scene((60 * index, 20)).save(real / f"{index}.png")
     (real / "broken.mp4").write_bytes(b"not a video")
     (real / "broken.jpg").write_bytes(b"not a jpeg")
-    code = build.main(["--real", str(real), "--fake", str(sources / "fake"), "-o", str(tmp_path / "out"),
+    code = build_faces_dataset.main(["--real", str(real), "--fake", str(sources / "fake"), "-o", str(tmp_path / "out"),
                        "--frames", "4", "--no-progress"])  # not 2: see test_faces_not_found_are_counted_and_listed
     assert code == 1
     statuses = {row["source"]: row["status"] for row in read_manifest(tmp_path / "out")}
@@ -190,7 +190,7 @@ def test_unreadable_source_is_reported_and_skipped(sources, tmp_path, capsys):
 def test_refuses_to_overwrite_an_earlier_build(built, sources, capsys):
     _, out, _ = built
     with pytest.raises(SystemExit) as exit_info:
-        build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out)])
+        build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out)])
     assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
 
 
@@ -217,13 +217,13 @@ def test_overwrite_replaces_an_earlier_build_only_when_the_new_one_is_whole(buil
     before = (copy / "manifest.csv").read_bytes()
     monkeypatch.setattr(build, "crop_source", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # killed while building
-        build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
+        build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
                     "--overwrite", "--workers", "1", "--no-progress"])  # in this process, where the patch is
     assert (copy / "manifest.csv").read_bytes() == before
     assert sorted(p.name for p in (copy / "train" / "real").iterdir()) == sorted(
         p.name for p in (out / "train" / "real").iterdir())
     monkeypatch.undo()
-    assert build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
+    assert build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(copy),
                        "--frames", "2", "--ratios", "0.5", "0.25", "0.25", "--overwrite", "--no-progress"]) == 0
     rebuilt = read_manifest(copy)
     assert len(rebuilt) < len(manifest)  # 2 frames per video now, not 4
@@ -256,7 +256,7 @@ def test_a_full_disk_under_the_crops_is_one_line_naming_the_crop(tmp_path, small
         for index in range(2):
             astronaut_scene((60 * index, 30 * index), fake=label == "fake").save(tmp_path / "raw" / label / f"{index}.png")
     folder = small_filesystems.mount("out", size_kib=128)  # room for one crop or so
-    code = build.main(["--real", str(tmp_path / "raw" / "real"), "--fake", str(tmp_path / "raw" / "fake"),
+    code = build_faces_dataset.main(["--real", str(tmp_path / "raw" / "real"), "--fake", str(tmp_path / "raw" / "fake"),
                        "-o", str(folder / "faces"), "--no-progress"])
     error = capsys.readouterr().err
     assert code == 1 and error.count("\n") == 1, error
@@ -275,7 +275,7 @@ def test_as_crops_keeps_each_photo_whole_with_the_landmarks_of_its_face(tmp_path
         photo.save(real / f"crop_{index}.png")
     Image.new("RGB", (200, 200), (128, 128, 128)).save(real / "blank.png")
     out = tmp_path / "faces"
-    code = build.main(["--real", str(real), "-o", str(out), "--as-crops", "--ratios", "0.5", "0.5", "0",
+    code = build_faces_dataset.main(["--real", str(real), "-o", str(out), "--as-crops", "--ratios", "0.5", "0.5", "0",
                        "--no-progress", "--workers", "1"])
     assert code == 0  # no --fake: a real-only dataset, and its empty test split is no error at ratio 0
     rows = read_manifest(out)
@@ -289,7 +289,7 @@ def test_as_crops_keeps_each_photo_whole_with_the_landmarks_of_its_face(tmp_path
     assert crop[:, :12].max() == 0 and crop[:, -12:].max() == 0
     assert np.abs(crop.astype(int) - expected).max() <= 1
     split = kept[0]["split"]
-    landmarks = faces_dataset.load_landmarks(out / split)[kept[0]["image"].split("/", 1)[1]]
+    landmarks = folders.load_landmarks(out / split)[kept[0]["image"].split("/", 1)[1]]
     assert 40 < landmarks[:, 0].mean() < 216 and 40 < landmarks[:, 1].mean() < 216  # the face, in crop pixels
     assert not (out / split / "fake").exists() or not any((out / split / "fake").iterdir())
 
@@ -298,5 +298,5 @@ def test_as_crops_cannot_be_aligned(tmp_path, capsys):
     (tmp_path / "real").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "real" / "a.png")
     with pytest.raises(SystemExit) as exit_info:
-        build.main(["--real", str(tmp_path / "real"), "-o", str(tmp_path / "out"), "--as-crops", "--align"])
+        build_faces_dataset.main(["--real", str(tmp_path / "real"), "-o", str(tmp_path / "out"), "--as-crops", "--align"])
     assert exit_info.value.code == 2 and "--as-crops keeps each photo whole" in capsys.readouterr().err

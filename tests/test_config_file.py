@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-import train_main
+from fakedetect.cli import train as train_main
 
 # Where a run's files and caches go, and what it derives: free to differ between a run and its repeat.
 PLACEMENT = {"out_dir", "checkpoint_dir", "cache_dir", "config", "recipe_overrides"}

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-import cross_dataset
-import demo_data
-import numerical_analysis
+from fakedetect.cli import cross_dataset, numerical_analysis
+from fakedetect.data import demo as demo_data
+
 from conftest import TINY_SPLITS
 
 

@@ -14,15 +14,16 @@ import torch
 import torch.multiprocessing
 from torch.utils.data import BatchSampler, RandomSampler
 
-import distributed
-from distributed import Ranks
-from faces_dataset import (DecodedFaces, FacesDataset, RankBatches, balanced_sample_weights,
-                           decode_dataset, make_batches)
-from metrics import binary_metrics
-from models import SimpleNet
-from recipe import recipe_named
-from runs import Run
-from trainer import Runtime, Trainer
+from fakedetect.config.recipe import recipe_named
+from fakedetect.data import batches
+from fakedetect.data.batches import RankBatches, Ranks, balanced_sample_weights, make_batches
+from fakedetect.data.cache import DecodedFaces, decode_dataset
+from fakedetect.data.folders import FacesDataset
+from fakedetect.io.runs import Run
+from fakedetect.metrics import binary_metrics
+from fakedetect.models.simplenet import SimpleNet
+from fakedetect.train import distributed
+from fakedetect.train.trainer import Runtime, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,7 @@ def epoch_batches(decoded, ranks, train=True, sample_weights=None):
 def test_each_rank_trains_on_its_part_of_every_global_batch(count, world, weighted):
     decoded = numbered_split(count)
     weights = balanced_sample_weights(decoded.labels) if weighted else None
-    single, _ = epoch_batches(decoded, distributed.SINGLE, sample_weights=weights)
+    single, _ = epoch_batches(decoded, batches.SINGLE, sample_weights=weights)
     per_rank = [epoch_batches(decoded, Ranks(rank, world), sample_weights=weights) for rank in range(world)]
     lengths = {length for _, length in per_rank}
     kept = len(single) if count % 5 == 0 or count % 5 >= world else len(single) - 1  # a last batch < world is left out
@@ -91,7 +92,7 @@ def test_a_rank_gathers_its_batches_from_the_memory_mapped_cache_in_the_epochs_o
     decoded = decode_dataset(FacesDataset(tiny_fakes / "val"), cache_dir=tmp_path, progress=False)
     assert decoded.mapped_from is not None and decoded.mapped_from.parent == tmp_path
     in_memory = DecodedFaces(decoded.images.clone(), decoded.labels, decoded.files, decoded.root_path)
-    for ranks in (distributed.SINGLE, Ranks(1, 2)):
+    for ranks in (batches.SINGLE, Ranks(1, 2)):
         mapped, _ = epoch_batches(decoded, ranks)
         held, _ = epoch_batches(in_memory, ranks)
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(mapped, held))
@@ -132,7 +133,7 @@ def test_one_checkpoint_evaluated_by_two_processes_scores_as_by_one(tiny_fakes, 
     torch.save(SimpleNet().state_dict(), weights)  # random weights: scores spread out, the AUC far from 0 and 1
     split_folder = tiny_fakes / "test"
     split = FacesDataset(split_folder) if per_item else decode_dataset(FacesDataset(split_folder), None, progress=False)
-    alone = evaluation_trainer(weights, split, tmp_path, distributed.SINGLE).evaluate(split)
+    alone = evaluation_trainer(weights, split, tmp_path, batches.SINGLE).evaluate(split)
     torch.multiprocessing.spawn(evaluate_on_a_rank, nprocs=2, args=(2, free_port(), weights, split_folder, per_item,
                                                                     str(tmp_path), tmp_path / "gathered.pt"))
     gathered = torch.load(tmp_path / "gathered.pt", weights_only=False)
@@ -235,7 +236,7 @@ def test_a_killed_two_process_run_resumes_on_one_process(tiny_fakes, tmp_path):
     (["-b", "3", "--device", "cpu"], Ranks(1, 4), "--batch-size 3: the global batch is split across the 4 processes, "
                                                   "so it must be at least 4")])
 def test_flags_that_do_not_fit_the_processes_are_one_line(tiny_fakes, tmp_path, capsys, flags, ranks, message):
-    import train_main
+    from fakedetect.cli import train as train_main
     with pytest.raises(SystemExit) as exit_code:
         train_main.parse_args(["-d", str(tiny_fakes), "--out-dir", str(tmp_path / "out"), *flags], ranks)
     assert exit_code.value.code == 2

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-import export
-import predict
-from fileio import save_checkpoint
-from models import build_model, has_global_pooling, model_normalization
+from fakedetect.cli import export, predict
+from fakedetect.io.files import CheckpointError, save_checkpoint
+from fakedetect.models.registry import build_model, has_global_pooling, load_trained_model, model_normalization
+from fakedetect.serve import export as serve_export
+from fakedetect.serve import predict as serve_predict
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -56,8 +57,8 @@ def exported(tmp_path_factory):
 
 def checkpoint_probabilities(checkpoint_path, images):
     """P(fake) of a uint8 batch as predict.py computes it from the checkpoint."""
-    model, checkpoint = predict.load_trained_model(checkpoint_path)
-    return predict.fake_probabilities([(model, checkpoint["normalization"])], images, "cpu")
+    model, checkpoint = load_trained_model(checkpoint_path)
+    return serve_predict.fake_probabilities([(model, checkpoint["normalization"])], images, "cpu")
 
 
 def random_images(count, height=256, width=256, seed=0):
@@ -72,7 +73,7 @@ def test_exported_probabilities_equal_the_checkpoints(name, exported):
     sizes = [(256, 256), (192, 224)] if has_global_pooling(name) else [(256, 256)]
     uint8_session = onnxruntime.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     float_session = onnxruntime.InferenceSession(str(paths["onnx_float"]), providers=["CPUExecutionProvider"])
-    scripted = export.without_deprecation_notices(lambda: torch.jit.load(str(paths["torchscript"])))
+    scripted = serve_export.without_deprecation_notices(lambda: torch.jit.load(str(paths["torchscript"])))
     differences = {}
     for count, (height, width) in zip((2, 1), sizes):
         images = random_images(count, height, width)
@@ -93,9 +94,9 @@ def test_metadata_carries_threshold_class_names_and_normalization(exported):
     paths = exported("SimpleNet")
     onnx_metadata = {key: json.loads(value) for key, value in onnxruntime.InferenceSession(
         str(paths["onnx"]), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map.items()}
-    files = {export.METADATA_FILE: ""}
-    export.without_deprecation_notices(lambda: torch.jit.load(str(paths["torchscript"]), _extra_files=files))
-    script_metadata = json.loads(files[export.METADATA_FILE])
+    files = {serve_export.METADATA_FILE: ""}
+    serve_export.without_deprecation_notices(lambda: torch.jit.load(str(paths["torchscript"]), _extra_files=files))
+    script_metadata = json.loads(files[serve_export.METADATA_FILE])
     for metadata, input_dtype in ((onnx_metadata, "uint8"), (script_metadata, "uint8 or float32")):
         assert metadata["threshold"] == pytest.approx(0.4321) and metadata["eer_threshold"] == pytest.approx(0.4321)
         assert metadata["class_names"] == ["real", "fake"]
@@ -107,7 +108,7 @@ def test_metadata_carries_threshold_class_names_and_normalization(exported):
 def test_a_checkpoint_without_threshold_exports_0_5(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "one_class.pt", "timm:resnet18", threshold=None)
     assert export.main([str(checkpoint), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
-    model, metadata = export.load_exported_model(tmp_path / "m.onnx")
+    model, metadata = serve_export.load_exported_model(tmp_path / "m.onnx")
     assert metadata["threshold"] is None  # so predict.py says the checkpoint had none
     stored = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert json.loads(stored.get_modelmeta().custom_metadata_map["threshold"]) == 0.5
@@ -173,7 +174,7 @@ def test_existing_output_needs_overwrite(exported, tmp_path, capsys):
     assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert output.read_text() == "a user's file"
     assert export.main([str(checkpoint), "--format", "onnx", "-o", str(output), "--overwrite"]) == 0
-    assert export.is_exported_model(output) and export.load_exported_model(output)[1]["model_name"] == "SimpleNet"
+    assert serve_export.is_exported_model(output) and serve_export.load_exported_model(output)[1]["model_name"] == "SimpleNet"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -217,15 +218,15 @@ def test_missing_onnx_packages_are_one_line_each(exported, tmp_path, monkeypatch
         export.main([str(paths["checkpoint"]), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
     assert "pip install 'onnx" in str(exit_info.value.code) and not (tmp_path / "m.onnx").exists()
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(export.CheckpointError, match="needs onnxruntime; pip install onnxruntime"):
-        export.load_exported_model(paths["onnx"])
+    with pytest.raises(CheckpointError, match="needs onnxruntime; pip install onnxruntime"):
+        serve_export.load_exported_model(paths["onnx"])
 
 
 @pytest.mark.slow
 def test_bench_export_prints_a_row_per_model_and_runtime(capsys):
     """tools/bench_export.py times the three runtimes of each model (here a tiny timm model, one batch)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_export", Path(export.__file__).parent / "tools" / "bench_export.py")
+    spec = importlib.util.spec_from_file_location("bench_export", Path(__file__).resolve().parents[1] / "tools" / "bench_export.py")
     bench_export = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_export)
     assert bench_export.main(["--models", "timm:test_resnet", "--batch-sizes", "1", "--iterations", "1"]) == 0

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-import build_faces_dataset as build
-import demo_media
-import face_detection
-from face_detection import DlibDetector, FaceCropper, FaceDetectorError, HaarDetector, eye_line
-from faces_dataset import DatasetError, load_landmarks
+from fakedetect.cli import build_faces_dataset
+from fakedetect.data import demo_media
+from fakedetect.data.folders import load_landmarks
+from fakedetect.data.images import DatasetError
+from fakedetect.faces import detection, video
+from fakedetect.faces.detection import DlibDetector, FaceCropper, FaceDetectorError, HaarDetector, eye_line
 
 skimage_data = pytest.importorskip("skimage.data")
-DLIB_MISSING = face_detection.default_detector()[1]
+DLIB_MISSING = detection.default_detector()[1]
 needs_dlib = pytest.mark.skipif(DLIB_MISSING is not None, reason=f"dlib detector unavailable ({DLIB_MISSING})")
 EYES, MOUTH = slice(36, 48), slice(48, 68)
 
@@ -52,9 +53,9 @@ def drawn_images(tmp_path_factory):
     """Every photo and 3 frames of every video of demo_media's drawn faces (both classes)."""
     raw = demo_media.write_media(tmp_path_factory.mktemp("raw"), photos=6, videos=2, frames=6, seed=0)
     images = []
-    for path in build.list_sources(raw):
-        is_video = path.suffix in build.VIDEO_EXTENSIONS
-        images += [rgb for _, rgb in build.video_frames(path, 3)] if is_video else [face_detection.read_photo(path)]
+    for path in video.list_sources(raw):
+        is_video = path.suffix in video.VIDEO_EXTENSIONS
+        images += [rgb for _, rgb in video.video_frames(path, 3)] if is_video else [detection.read_photo(path)]
     return images
 
 
@@ -118,7 +119,7 @@ def sources(tmp_path_factory):
 
 
 def run_build(sources, out, *flags):
-    code = build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out),
+    code = build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(out),
                        "--frames", "2", "--ratios", "0.5", "0.25", "0.25", "--no-progress", *flags])
     with open(out / "manifest.csv", newline="") as f:
         return code, list(csv.DictReader(f))
@@ -130,7 +131,7 @@ def test_build_stores_the_landmarks_of_every_crop(sources, tmp_path):
     crops = [row for row in rows if row["status"] == "ok"]
     assert code == 0 and len(crops) == 12 and {row["detector"] for row in crops} == {"dlib"}
     assert all(abs(float(row["angle"])) < 12 for row in crops) and max(abs(float(row["angle"])) for row in crops) > 5
-    for split in build.SPLITS:
+    for split in build_faces_dataset.SPLITS:
         landmarks = load_landmarks(tmp_path / "out" / split)
         in_split = sorted(row["image"].split("/", 1)[1] for row in crops if row["split"] == split)
         assert sorted(landmarks) == in_split
@@ -149,7 +150,7 @@ def test_haar_detector_still_builds_without_landmarks(sources, tmp_path):
 
 
 def test_align_needs_the_dlib_detector(sources, tmp_path, capsys):
-    assert build.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(tmp_path / "out"),
+    assert build_faces_dataset.main(["--real", str(sources / "real"), "--fake", str(sources / "fake"), "-o", str(tmp_path / "out"),
                        "--detector", "haar", "--align", "--no-progress"]) == 2
     assert "--align" in capsys.readouterr().err and not (tmp_path / "out" / "manifest.csv").exists()
 

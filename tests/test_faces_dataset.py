@@ -1,6 +1,6 @@
 import json
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,11 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-import faces_dataset
-from augment import AugmentConfig, Augmenter
-from faces_dataset import (DatasetError, DecodedFaces, FacesDataset, balanced_sample_weights, channel_statistics,
-                           decode_dataset, item_transform, landmarks_tensor, load_image, make_batches)
-from self_blend import EpochBlends, SelfBlendConfig
+from fakedetect.data import cache as decode_cache
+from fakedetect.data import images
+from fakedetect.data.augment import AugmentConfig, Augmenter
+from fakedetect.data.batches import balanced_sample_weights, item_transform, make_batches
+from fakedetect.data.cache import DecodedFaces, decode_dataset
+from fakedetect.data.folders import FacesDataset, landmarks_tensor
+from fakedetect.data.images import DatasetError, load_image
+from fakedetect.data.normalization import channel_statistics
+from fakedetect.data.self_blend import EpochBlends, SelfBlendConfig
 
 
 def write_image(path, size=(256, 256), colour=(128, 64, 32), mode="RGB", **save_args):
@@ -120,9 +124,9 @@ def test_16_bit_and_float_images_are_scaled_by_their_mode_not_their_values(tmp_p
 
 def test_16_bit_samples_read_as_mode_i_are_scaled_too(tmp_path):
     image = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).convert("I")
-    assert faces_dataset.to_8_bit(image, "I;16B").getextrema() == (255, 255)
+    assert images.to_8_bit(image, "I;16B").getextrema() == (255, 255)
     with pytest.raises(ValueError, match=r"32-bit or signed integer pixels \(I;32S\)"):
-        faces_dataset.to_8_bit(image, "I;32S")
+        images.to_8_bit(image, "I;32S")
 
 
 @pytest.mark.parametrize("name, pixels, says", [
@@ -147,7 +151,7 @@ def test_odd_images_are_skipped_with_a_warning_on_both_paths(small_split, capsys
     decoded = decode_dataset(FacesDataset(small_split), cache_dir=None, progress=False)
     assert len(decoded) == 5
     assert "warning: skipped " in capsys.readouterr().out
-    dataset = faces_dataset.drop_unreadable(FacesDataset(small_split), progress=False)
+    dataset = decode_cache.drop_unreadable(FacesDataset(small_split), progress=False)
     assert len(dataset) == 5 and "hdr.png: cannot map its F pixels" in capsys.readouterr().out
 
 
@@ -162,8 +166,8 @@ def test_exif_orientation_is_honoured(tmp_path):
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(faces_dataset, "MAX_IMAGE_PIXELS", 1000)
-    monkeypatch.setattr(faces_dataset.Image, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", 1000)
     write_image(tmp_path / "bomb.png", size=(100, 100))
     with pytest.raises(DatasetError, match="bomb.png.*too large"):
         load_image(tmp_path / "bomb.png")
@@ -186,7 +190,7 @@ def test_cache_is_reused_and_invalidated_by_changes(small_split, tmp_path, monke
 
     def no_decoding(path):
         raise AssertionError("decoded again although cached")
-    monkeypatch.setattr(faces_dataset, "_decode_one", no_decoding)
+    monkeypatch.setattr(decode_cache, "decode_pixels", no_decoding)
     second = decode_dataset(FacesDataset(small_split), cache_dir=cache, progress=False)
     assert torch.equal(first.images, second.images)
     monkeypatch.undo()
@@ -445,17 +449,17 @@ def test_landmarks_are_read_for_the_images_the_build_listed_and_scaled_to_the_de
 def test_a_decode_killed_half_way_is_never_trusted(tiny_fakes, tmp_path):
     split, cache = tiny_fakes / "train", tmp_path / "cache"
     script = f"""
-import os, signal, sys
-sys.path.insert(0, {str(Path(faces_dataset.__file__).parent)!r})
-import faces_dataset
-decode, decoded = faces_dataset._decode_one, []
+import os, signal
+from fakedetect.data import cache
+from fakedetect.data.folders import FacesDataset
+decode, decoded = cache.decode_pixels, []
 def dies_at_the_fifth_image(path):
     decoded.append(path)
     if len(decoded) == 5:
         os.kill(os.getpid(), signal.SIGKILL)
     return decode(path)
-faces_dataset._decode_one = dies_at_the_fifth_image
-faces_dataset.decode_dataset(faces_dataset.FacesDataset({str(split)!r}), {str(cache)!r}, workers=1, progress=False)
+cache.decode_pixels = dies_at_the_fifth_image
+cache.decode_dataset(FacesDataset({str(split)!r}), {str(cache)!r}, workers=1, progress=False)
 """
     assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
     assert list(cache.glob(".*.u8.*.tmp")) and not list(cache.glob("*.json")) and not list(cache.glob("*.u8"))
@@ -505,10 +509,10 @@ def test_decoding_runs_a_bounded_window_ahead_of_the_writer(small_split, monkeyp
     for index in range(40):
         write_image(small_split / "real" / f"extra{index:02d}.png")
     started = []
-    decode = faces_dataset._decode_one
-    monkeypatch.setattr(faces_dataset, "_decode_one", lambda path: (started.append(path), decode(path))[1])
+    decode = decode_cache.decode_pixels
+    monkeypatch.setattr(decode_cache, "decode_pixels", lambda path: (started.append(path), decode(path))[1])
     ahead = []
-    for count, _ in enumerate(faces_dataset._readable_images(FacesDataset(small_split), 2, False, False, []), 1):
+    for count, _ in enumerate(decode_cache._readable_images(FacesDataset(small_split), 2, False, False, []), 1):
         time.sleep(0.002)  # a slow writer: the decoders must wait for it
         ahead.append(len(started) - count)
     assert len(started) == 45 and max(ahead) <= 4 * 2

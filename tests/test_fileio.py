@@ -8,15 +8,15 @@ import re
 import pytest
 import torch
 
-import fileio
-from fileio import CheckpointError, WriteError, load_checkpoint, save_checkpoint, save_figure, write_json
+from fakedetect.io import files
+from fakedetect.io.files import CheckpointError, WriteError, load_checkpoint, save_checkpoint, save_figure, write_json
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
     write_json(tmp_path / "a.json", {"epoch": 1})
     write_json(tmp_path / "a.json", {"epoch": 2})
     assert json.loads((tmp_path / "a.json").read_text()) == {"epoch": 2}
-    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o666 & ~fileio._UMASK
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o666 & ~files._UMASK
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
@@ -28,7 +28,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
             f.write('{"epo')
         raise OSError(28, "No space left on device")
     with pytest.raises(WriteError, match="a.json: disk full writing it"):
-        fileio.atomic_write(tmp_path / "a.json", disk_full)
+        files.atomic_write(tmp_path / "a.json", disk_full)
     assert json.loads((tmp_path / "a.json").read_text()) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
@@ -85,7 +85,7 @@ def test_torchs_own_error_for_a_failed_write_becomes_a_write_error(tmp_path):
     def write(tmp):
         torch.save({"w": torch.zeros(1000)}, FullDisk(room=1000))  # torch turns the OSError into its RuntimeError
     with pytest.raises(WriteError, match=re.escape(f"{tmp_path / 'a.pt'}: disk full writing it (")) as failed:
-        fileio.atomic_write(tmp_path / "a.pt", write)
+        files.atomic_write(tmp_path / "a.pt", write)
     assert isinstance(failed.value.__cause__, RuntimeError) and "unexpected pos" in str(failed.value.__cause__)
     assert failed.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
 
@@ -93,7 +93,7 @@ def test_torchs_own_error_for_a_failed_write_becomes_a_write_error(tmp_path):
 def test_torch_writing_to_a_path_on_a_full_disk_is_a_write_error_too(small_filesystems):
     folder = small_filesystems.mount(size_kib=64)  # torch's own file writer: its RuntimeError holds no OSError
     with pytest.raises(WriteError, match=re.escape(f"{folder / 'a.pt'}: cannot write it (torch.save failed; ")) as failed:
-        fileio.atomic_write(folder / "a.pt", lambda tmp: torch.save({"w": torch.rand(100_000)}, tmp))
+        files.atomic_write(folder / "a.pt", lambda tmp: torch.save({"w": torch.rand(100_000)}, tmp))
     assert isinstance(failed.value.__cause__, RuntimeError) and list(folder.iterdir()) == []
 
 
@@ -107,7 +107,7 @@ def test_other_errors_of_the_writer_are_not_taken_for_write_errors(tmp_path):
     with pytest.raises(TypeError, match="not JSON serializable"):
         write_json(tmp_path / "a.json", {"epoch": object()})
     with pytest.raises(RuntimeError, match="not a write"):
-        fileio.atomic_write(tmp_path / "a.json", lambda tmp: (_ for _ in ()).throw(RuntimeError("not a write")))
+        files.atomic_write(tmp_path / "a.json", lambda tmp: (_ for _ in ()).throw(RuntimeError("not a write")))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -151,7 +151,6 @@ def test_an_unreadable_file_is_one_line_naming_it(tmp_path, monkeypatch):
 
     def permission_denied(path, mode="r"):
         raise PermissionError(13, "Permission denied", str(path))
-    monkeypatch.setattr(fileio, "open", permission_denied, raising=False)
+    monkeypatch.setattr(files, "open", permission_denied, raising=False)
     with pytest.raises(CheckpointError, match=r"locked.pt: cannot read the checkpoint \(Permission denied\); pass"):
         load_checkpoint(tmp_path / "locked.pt")
-

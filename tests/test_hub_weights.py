@@ -12,11 +12,11 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-import train_main
-import xception
-from fileio import CheckpointError
-from hub_weights import WeightsUnavailableError
-from models import build_model, model_normalization
+from fakedetect.cli import train as train_main
+from fakedetect.io.files import CheckpointError
+from fakedetect.models import xception
+from fakedetect.models.hub_weights import WeightsUnavailableError
+from fakedetect.models.registry import build_model, model_normalization
 
 ROOT = Path(__file__).resolve().parents[1]
 REVISION = "0123456789abcdef0123456789abcdef01234567"

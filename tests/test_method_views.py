@@ -1,18 +1,15 @@
 """tools/method_views.py: a dataset built from several manipulation methods, seen with some methods only."""
 import csv
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-import build_faces_dataset as build
-from faces_dataset import FacesDataset
-from numerical_analysis import video_ids
-from test_video_build import drawn_video
+from fakedetect.analysis.numbers import video_ids
+from fakedetect.data.folders import FacesDataset
+from fakedetect.faces import build
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import method_views  # noqa: E402  (a maintainer script, one folder down)
+import method_views  # a maintainer script (tools/, on pytest.ini's pythonpath)
+from test_video_build import drawn_video
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from metrics import binary_metrics, equal_error_rate, mean_in_log_odds
+from fakedetect.metrics import binary_metrics, equal_error_rate, mean_in_log_odds
 
 
 def test_eer_finds_a_crossing_inside_a_flat_run_of_the_roc():

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-import grad_cam_analysis
-import models
-import train_main
-import xception
-from fileio import CheckpointError
-from models import SimpleNet, build_model, get_xception_based_model, load_trained_model, model_name, model_name_error
+from fakedetect.cli import common as cli
+from fakedetect.cli import train as train_main
+from fakedetect.cli.common import model_name
+from fakedetect.explain import grad_cam
+from fakedetect.io.files import CheckpointError
+from fakedetect.models import precision, registry, xception
+from fakedetect.models.registry import build_model, load_trained_model, model_name_error
+from fakedetect.models.simplenet import SimpleNet
+from fakedetect.models.xception import get_xception_based_model
 
 
 def count(module, trainable_only=False):
@@ -34,9 +37,8 @@ def test_xception_backbone_and_xception_based_counts():
 
 
 def test_simplenet_does_not_import_timm():
-    code = "import sys, models; models.build_model('SimpleNet'); print('timm' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=models.__file__.rsplit("/", 1)[0])
+    code = "import sys; from fakedetect.models import build_model; build_model('SimpleNet'); print('timm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
 
@@ -105,30 +107,30 @@ def test_load_trained_model_round_trip_and_errors(tmp_path):
 
 def test_precision_settings_never_use_bf16_on_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-    assert models.precision_settings("XceptionBased", "cpu", "bf16") == (None, False)
-    assert models.precision_settings("XceptionBased", "cuda", "auto") == (torch.bfloat16, True)
-    assert models.precision_settings("SimpleNet", "cuda", "auto") == (None, False)
-    assert models.precision_settings("SimpleNet", "cuda:0", "bf16") == (torch.bfloat16, True)
-    assert models.precision_settings("XceptionBased", "cuda", "off") == (None, False)
-    assert models.precision_settings("patch:resnet10t", "cuda") == (torch.bfloat16, True)
-    assert models.precision_settings("patch:resnet10t", "cpu") == (None, False)
+    assert precision.precision_settings("XceptionBased", "cpu", "bf16") == (None, False)
+    assert precision.precision_settings("XceptionBased", "cuda", "auto") == (torch.bfloat16, True)
+    assert precision.precision_settings("SimpleNet", "cuda", "auto") == (None, False)
+    assert precision.precision_settings("SimpleNet", "cuda:0", "bf16") == (torch.bfloat16, True)
+    assert precision.precision_settings("XceptionBased", "cuda", "off") == (None, False)
+    assert precision.precision_settings("patch:resnet10t", "cuda") == (torch.bfloat16, True)
+    assert precision.precision_settings("patch:resnet10t", "cpu") == (None, False)
 
 
 def test_auto_precision_keeps_fp32_on_gpus_without_native_bf16(monkeypatch):
     capabilities = {"cuda:0": (7, 5), "cuda:1": (8, 0)}  # a T4 and an A100 in one machine
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capabilities[str(device)])
-    assert models.precision_settings("timm:resnet18", "cuda:0", "auto") == (None, False)
-    assert models.precision_settings("timm:resnet18", "cuda:1", "auto") == (torch.bfloat16, True)
-    assert models.precision_settings("timm:resnet18", "cuda:0", "bf16") == (torch.bfloat16, True)
+    assert precision.precision_settings("timm:resnet18", "cuda:0", "auto") == (None, False)
+    assert precision.precision_settings("timm:resnet18", "cuda:1", "auto") == (torch.bfloat16, True)
+    assert precision.precision_settings("timm:resnet18", "cuda:0", "bf16") == (torch.bfloat16, True)
 
 
 def test_a_cuda_device_this_machine_lacks_exits_2_with_the_valid_ones(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     parser = argparse.ArgumentParser(prog="train_main.py")
-    assert models.resolve_device("cuda:1", parser) == "cuda:1"
+    assert cli.resolve_device("cuda:1", parser) == "cuda:1"
     with pytest.raises(SystemExit) as exit_info:
-        models.resolve_device("cuda:2", parser)
+        cli.resolve_device("cuda:2", parser)
     assert exit_info.value.code == 2
     assert "--device cuda:2: this machine has 2 CUDA device(s); use cuda:0 to cuda:1" in capsys.readouterr().err
 
@@ -162,9 +164,9 @@ def test_timm_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
     assert checkpoint["model_name"] == "timm:resnet10t"
     config = checkpoint["config"]
     assert (config["mixup"], config["erase_prob"], config["drop_path"], config["crop"]) == (0.2, 0.5, 0.1, "resized")
-    assert grad_cam_analysis.target_layer_name(model) == "layer4"
+    assert grad_cam.target_layer_name(model) == "layer4"
     images = torch.randn(2, 3, 256, 256)
-    maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
+    maps = grad_cam.grad_cam_maps(images, model, [1, 0])
     assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()
 
 
@@ -283,16 +285,16 @@ def test_patch_model_trains_saves_reloads_and_explains(tiny_fakes, tmp_path):
     model, checkpoint = load_trained_model(tmp_path / "ck" / "tiny_fakes_patch-resnet10t_AdamW.pt")
     assert checkpoint["model_name"] == "patch:resnet10t"
     assert type(model).__name__ == "PatchDetector" and not model.training
-    assert grad_cam_analysis.target_layer_name(model) == "patch_logits"  # the map the mean pools
+    assert grad_cam.target_layer_name(model) == "patch_logits"  # the map the mean pools
     images = torch.randn(2, 3, 256, 256)
-    maps = grad_cam_analysis.grad_cam_maps(images, model, [1, 0])
+    maps = grad_cam.grad_cam_maps(images, model, [1, 0])
     assert maps.shape == (2, 256, 256) and np.isfinite(maps).all()
 
 
 @pytest.mark.parametrize("name, channels", [("SeamNet", 128), ("SeamNet-8x1", 64)])
 def test_seamnet_gives_logits_and_a_mask_map_of_its_last_stage(name, channels):
     model = build_model(name)
-    assert model_name_error(name) is None and models.has_mask_head(name)
+    assert model_name_error(name) is None and registry.has_mask_head(name)
     assert model.head.fc.in_features == 2 * channels  # average and max pooling side by side
     images = torch.randn(3, 3, 256, 256)
     logits, mask_logits = model(images, with_mask=True)
@@ -326,7 +328,7 @@ def test_seamnet_learns_a_few_steps_with_its_mask_head():
     images[labels == 1, :, 16:48, 16:48] += 1.0  # the fakes carry a bright square: the mask
     masks = torch.zeros(8, 1, 64, 64)
     masks[labels == 1, :, 16:48, 16:48] = 1.0
-    from trainer import mask_loss
+    from fakedetect.train.trainer import mask_loss
     losses = []
     for _ in range(30):
         logits, mask_logits = model(images, with_mask=True)
@@ -343,11 +345,11 @@ def test_seam_prefix_puts_a_timm_backbone_under_the_seamnet_head():
     logits, mask_logits = model(torch.randn(2, 3, 256, 256), with_mask=True)
     assert logits.shape == (2, 2) and mask_logits.shape == (2, 1, 8, 8)
     assert model.head.fc.in_features == 2 * 512
-    assert models.model_normalization("seam:resnet18", model) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert registry.model_normalization("seam:resnet18", model) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def test_channels_last_on_the_cpu_only_for_seamnet():
-    assert models.precision_settings("SeamNet", "cpu") == (None, True)
-    assert models.precision_settings("SeamNet", "cpu", "off") == (None, False)
-    assert models.precision_settings("SimpleNet", "cpu") == (None, False)
-    assert models.precision_settings("timm:resnet18", "cpu") == (None, False)
+    assert precision.precision_settings("SeamNet", "cpu") == (None, True)
+    assert precision.precision_settings("SeamNet", "cpu", "off") == (None, False)
+    assert precision.precision_settings("SimpleNet", "cpu") == (None, False)
+    assert precision.precision_settings("timm:resnet18", "cpu") == (None, False)

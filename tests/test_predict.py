@@ -11,11 +11,13 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-import numerical_analysis
-import predict
-from faces_dataset import FacesDataset, item_transform
-from fileio import load_checkpoint, save_checkpoint
-from models import load_trained_model
+from fakedetect.analysis import numbers
+from fakedetect.cli import predict
+from fakedetect.data.batches import item_transform
+from fakedetect.data.folders import FacesDataset
+from fakedetect.io.files import load_checkpoint, save_checkpoint
+from fakedetect.models.registry import load_trained_model
+from fakedetect.serve import predict as serve_predict
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_probabilities_match_per_item_path(trained, tiny_run):
     with torch.no_grad():
         batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
         expected = torch.softmax(model(batch), 1)[:, 1].numpy()
-    results = predict.predict([(model, checkpoint["normalization"])], dataset.files, 0.5, batch_size=5, progress=False)
+    results = serve_predict.predict([(model, checkpoint["normalization"])], dataset.files, 0.5, batch_size=5, progress=False)
     assert [row["file"] for row in results] == [str(path) for path in dataset.files]
     np.testing.assert_allclose([row["fake_probability"] for row in results], expected, atol=1e-5)
 
@@ -59,25 +61,25 @@ def test_probabilities_match_per_item_path(trained, tiny_run):
 def test_probabilities_match_numerical_analysis(trained, tiny_run):
     model, checkpoint = trained
     dataset = FacesDataset(tiny_run["dataset"] / "test")
-    real_scores, fake_scores, labels = numerical_analysis.get_soft_scores_and_true_labels(
+    real_scores, fake_scores, labels = numbers.get_soft_scores_and_true_labels(
         dataset, model, checkpoint["normalization"])
-    results = predict.predict([(model, checkpoint["normalization"])], dataset.files, 0.5, progress=False)
+    results = serve_predict.predict([(model, checkpoint["normalization"])], dataset.files, 0.5, progress=False)
     np.testing.assert_allclose([row["fake_probability"] for row in results], fake_scores, atol=1e-6)
     assert labels.tolist() == dataset.labels
 
 
 def test_folders_and_globs_expand_as_documented(images, tmp_path):
     names = lambda files: [path.relative_to(images).as_posix() for path in files]  # noqa: E731
-    files, failures = predict.expand_inputs([str(images)])
+    files, failures = serve_predict.expand_inputs([str(images)])
     assert names(files) == ["a_real.png", "b_fake.png", "nested/c_real.png", "nested/d_fake.png"]
     assert failures == []
-    files, _ = predict.expand_inputs([str(images / "*.png")])
+    files, _ = serve_predict.expand_inputs([str(images / "*.png")])
     assert names(files) == ["a_real.png", "b_fake.png"]
-    files, _ = predict.expand_inputs([str(images / "**" / "*_fake.png")])
+    files, _ = serve_predict.expand_inputs([str(images / "**" / "*_fake.png")])
     assert names(files) == ["b_fake.png", "nested/d_fake.png"]
-    files, _ = predict.expand_inputs([str(images / "nested" / "d_fake.png"), str(images / "nested"), str(images / "n*")])
+    files, _ = serve_predict.expand_inputs([str(images / "nested" / "d_fake.png"), str(images / "nested"), str(images / "n*")])
     assert names(files) == ["nested/d_fake.png", "nested/c_real.png"]
-    files, failures = predict.expand_inputs([str(tmp_path / "missing.png"), str(images / "*.jpg"), str(images / "notes.txt")])
+    files, failures = serve_predict.expand_inputs([str(tmp_path / "missing.png"), str(images / "*.jpg"), str(images / "notes.txt")])
     assert names(files) == ["notes.txt"]
     assert [item for item, _ in failures] == [str(tmp_path / "missing.png"), str(images / "*.jpg")]
     assert "not found" in failures[0][1] and "no images found" in failures[1][1]
@@ -86,10 +88,10 @@ def test_folders_and_globs_expand_as_documented(images, tmp_path):
 def test_a_dataset_split_gives_its_real_and_fake_images_not_its_masks(tiny_fakes):
     split = tiny_fakes / "test"
     assert (split / "masks").is_dir()
-    files, failures = predict.expand_inputs([str(split)])
+    files, failures = serve_predict.expand_inputs([str(split)])
     assert failures == []
     assert files == FacesDataset(split).files  # real/ then fake/, as training reads the split
-    files, _ = predict.expand_inputs([str(tiny_fakes / "te*")])
+    files, _ = serve_predict.expand_inputs([str(tiny_fakes / "te*")])
     assert files == FacesDataset(split).files
 
 
@@ -128,7 +130,7 @@ def test_csv_matches_json(tiny_run, images, tmp_path, capsys):
     with open(tmp_path / "out.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     results = json.loads((tmp_path / "out.json").read_text())["results"]
-    assert list(rows[0]) == list(predict.CSV_FIELDS)
+    assert list(rows[0]) == list(serve_predict.CSV_FIELDS)
     assert [row["file"] for row in rows] == [row["file"] for row in results]
     assert [float(row["fake_probability"]) for row in rows] == pytest.approx([row["fake_probability"] for row in results])
     assert [row["decision"] for row in rows] == [row["decision"] for row in results]
@@ -177,7 +179,7 @@ def test_ensemble_scores_the_mean_log_odds_of_its_checkpoints(tiny_run, second_c
 def test_tta_averages_the_log_odds_of_each_image_and_its_mirror(tiny_run, images, tmp_path, capsys):
     mirrored = tmp_path / "mirrored"
     mirrored.mkdir()
-    for path in predict.expand_inputs([str(images)])[0]:
+    for path in serve_predict.expand_inputs([str(images)])[0]:
         ImageOps.mirror(Image.open(path).convert("RGB")).save(mirrored / path.name)
     plain = scored(capsys, tmp_path, tiny_run["best"], images)["results"]
     mirror = {Path(row["file"]).name: row for row in scored(capsys, tmp_path, tiny_run["best"], mirrored)["results"]}
@@ -222,17 +224,17 @@ def test_cam_writes_one_overlay_per_scored_image(tiny_run, images, tmp_path, cap
 
 def test_ensemble_cam_is_the_mean_of_its_members_maps(tiny_run, second_checkpoint, images, tmp_path):
     pytest.importorskip("pytorch_grad_cam")
-    import grad_cam_analysis
+    from fakedetect.explain import grad_cam
     members = [(model, checkpoint["normalization"]) for model, checkpoint in
                (load_trained_model(tiny_run["best"]), load_trained_model(second_checkpoint))]
-    batch = torch.from_numpy(np.stack([predict.read_input(path)[0] for path in predict.expand_inputs([str(images)])[0]]))
+    batch = torch.from_numpy(np.stack([serve_predict.read_input(path)[0] for path in serve_predict.expand_inputs([str(images)])[0]]))
     ramp = np.tile(np.linspace(0, 1, 256, dtype=np.float32), (len(batch), 256, 1))
     member_maps = {id(members[0][0]): ramp, id(members[1][0]): ramp.transpose(0, 2, 1)}
-    writer = predict.CamWriter(members, "cpu", tmp_path / "cams")
+    writer = serve_predict.CamWriter(members, "cpu", tmp_path / "cams")
     writer.maps = lambda normalized, model, classes: member_maps[id(model)]
     paths = writer(batch, [f"{index}.png" for index in range(len(batch))])
     for image, path in zip(batch, paths):
-        expected = grad_cam_analysis.overlay(image.permute(1, 2, 0).numpy(), (ramp[0] + ramp[0].T) / 2)
+        expected = grad_cam.overlay(image.permute(1, 2, 0).numpy(), (ramp[0] + ramp[0].T) / 2)
         np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)
 
 
@@ -271,8 +273,7 @@ def test_a_full_disk_under_the_csv_is_one_line_and_keeps_the_earlier_csv(tiny_ru
 
 
 def test_every_script_refuses_an_odd_checkpoint_with_the_same_line(tiny_run, images, tmp_path, capsys):
-    import numerical_analysis
-    import report
+    from fakedetect.cli import numerical_analysis, report
     checkpoint = torch.load(tiny_run["best"], weights_only=True)
     checkpoint["threshold"] = float("nan")  # once called every image real, exit code 0
     broken = tmp_path / "ck" / tiny_run["best"].name

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-import demo_media
-import predict
-from build_faces_dataset import video_frames
-from face_detection import FaceCropper
-from models import load_trained_model
+from fakedetect.cli import predict
+from fakedetect.data import demo_media
+from fakedetect.faces.detection import FaceCropper
+from fakedetect.faces.video import video_frames
+from fakedetect.models.registry import load_trained_model
+from fakedetect.serve import predict as serve_predict
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,9 @@ def test_video_probability_is_the_sigmoid_of_the_mean_frame_log_odds(tiny_run, v
     model, checkpoint = load_trained_model(tiny_run["best"])
     members = [(Sharpened(model, 300), checkpoint["normalization"])]
     cropper = FaceCropper()
-    video, frames = predict.predict_video(members, videos / "fake_clip.mp4", 0.5, cropper, frames=4)
+    video, frames = serve_predict.predict_video(members, videos / "fake_clip.mp4", 0.5, cropper, frames=4)
     crops = [np.asarray(cropper.face(rgb).crop).transpose(2, 0, 1) for _, rgb in video_frames(videos / "fake_clip.mp4", 4)]
-    log_odds = predict.fake_log_odds(members[0][0], torch.from_numpy(np.stack(crops)), checkpoint["normalization"],
+    log_odds = serve_predict.fake_log_odds(members[0][0], torch.from_numpy(np.stack(crops)), checkpoint["normalization"],
                                      "cpu").numpy().astype(np.float64)
     probabilities = 1 / (1 + np.exp(-log_odds))
     assert [row["frame"] for row in frames] == [0, 2, 3, 5] and video["frame"] is None and video["frames"] == 4
@@ -76,7 +77,7 @@ def test_a_folder_of_videos_gives_one_row_each_and_blank_video_fails(tiny_run, v
     assert code == 1  # blank.mp4 has no face
     with open(tmp_path / "out.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == list(predict.CSV_FIELDS)
+    assert list(rows[0]) == list(serve_predict.CSV_FIELDS)
     assert [row["file"] for row in rows] == [str(videos / name) for name in ("blank.mp4", "fake_clip.mp4", "real_clip.mp4")]
     assert rows[0]["error"] == "no face found in any of 3 frames" and rows[0]["fake_probability"] == ""
     assert [row["frames"] for row in rows[1:]] == ["3", "3"] and all(row["frame"] == "" for row in rows)

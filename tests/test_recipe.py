@@ -1,17 +1,19 @@
-"""recipe.py: the knob declarations, the learning-rate schedule and the class weights."""
+"""fakedetect/config/recipe.py and train/optim.py: the knob declarations, the learning-rate schedule and the class weights."""
 import dataclasses
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from cli import ArgumentParser
-from recipe import (KNOBS, RECIPES, Recipe, add_recipe_arguments, apply_recipe, class_weights, knob_table, lr_factor,
-                    recipe_named)
+from fakedetect.cli.common import ArgumentParser, add_recipe_arguments
+from fakedetect.config.recipe import KNOBS, RECIPES, Recipe, apply_recipe, knob_table, recipe_named
+from fakedetect.train.optim import class_weights, lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE_START, TABLE_END = "<!-- recipe knobs: python recipe.py -->", "<!-- end of recipe knobs -->"
+TABLE_START, TABLE_END = "<!-- recipe knobs: python -m fakedetect.config.recipe -->", "<!-- end of recipe knobs -->"
 
 
 def test_warmup_cosine_values_at_given_steps():
@@ -34,7 +36,14 @@ def test_class_weights_equalize_the_classes():
 def test_the_readme_recipe_table_is_the_knob_declaration():
     readme = (ROOT / "README.md").read_text()
     start, end = readme.index(TABLE_START) + len(TABLE_START), readme.index(TABLE_END)
-    assert readme[start:end].strip() == knob_table(), "README's recipe table is stale: paste `python recipe.py` there"
+    assert readme[start:end].strip() == knob_table(), \
+        "README's recipe table is stale: paste `python -m fakedetect.config.recipe` there"
+
+
+def test_the_recipe_module_prints_the_knob_table():
+    result = subprocess.run([sys.executable, "-m", "fakedetect.config.recipe"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == knob_table()
 
 
 def test_every_knob_is_a_flag_a_recipe_field_and_in_both_recipes():

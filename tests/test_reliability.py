@@ -9,11 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-import faces_dataset
-import train_main
-from faces_dataset import DatasetError, DecodedFaces, FacesDataset, decode_dataset, load_image, place_images
-from fileio import CheckpointError
-from models import SimpleNet, load_trained_model
+from fakedetect.cli import train as train_main
+from fakedetect.data import images
+from fakedetect.data.cache import DecodedFaces, decode_dataset, place_images
+from fakedetect.data.folders import FacesDataset
+from fakedetect.data.images import DatasetError, load_image
+from fakedetect.io.files import CheckpointError
+from fakedetect.models.registry import load_trained_model
+from fakedetect.models.simplenet import SimpleNet
 
 
 @pytest.fixture
@@ -45,13 +48,13 @@ def test_truncated_images_are_refused_by_name(tmp_path, suffix):
 
 def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     Image.new("RGB", (256, 256)).save(tmp_path / "locked.png")
-    real_open = faces_dataset.Image.open
+    real_open = images.Image.open
 
     def denied(path, *args, **kwargs):
         if str(path).endswith("locked.png"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
-    monkeypatch.setattr(faces_dataset.Image, "open", denied)  # root reads any file, so simulate chmod 000
+    monkeypatch.setattr(images.Image, "open", denied)  # root reads any file, so simulate chmod 000
     with pytest.raises(DatasetError, match="locked.png: cannot read image.*Permission denied"):
         load_image(tmp_path / "locked.png")
 
@@ -194,8 +197,9 @@ def expect_exit_2(main, argv, capsys):
 
 
 def test_an_output_path_that_is_an_input_is_refused_and_the_input_kept(tiny_run, tmp_path, capsys):
+    from fakedetect.cli import predict
+
     import ensemble_table
-    import predict
     import results_table
     run_json, checkpoint = tiny_run["json"], tiny_run["best"]
     before = run_json.read_bytes(), checkpoint.read_bytes()
@@ -210,8 +214,7 @@ def test_an_output_path_that_is_an_input_is_refused_and_the_input_kept(tiny_run,
 
 
 def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tiny_run, tmp_path, capsys):
-    import predict
-    import report
+    from fakedetect.cli import predict, report
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     error = expect_exit_2(train_main.main, ["-d", tiny_run["dataset"], "--device", "cpu", "--out-dir", blocker / "out",
@@ -230,8 +233,8 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tiny_ru
 
 
 def test_analysis_skips_unreadable_images_as_training_does(tiny_run, tmp_path, capsys):
-    import numerical_analysis
-    import plot_samples_of_faces_datasets as samples
+    from fakedetect.analysis import samples
+    from fakedetect.cli import numerical_analysis
     dataset = shutil.copytree(tiny_run["dataset"], tmp_path / "tiny_fakes")
     for split in ("train", "test"):
         (dataset / split / "fake" / "0000_zero.png").touch()  # sorts first
@@ -275,7 +278,7 @@ def test_a_dataset_given_as_dot_names_the_run_after_its_folder(tiny_fakes, tmp_p
 
 
 def test_a_build_from_a_folder_without_photos_or_videos_is_refused_before_writing(tmp_path, capsys):
-    import build_faces_dataset
+    from fakedetect.cli import build_faces_dataset
     (tmp_path / "real").mkdir()
     (tmp_path / "fake").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "fake" / "a.png")
@@ -303,7 +306,7 @@ def folder_bytes(*folders):
 
 
 def test_predict_never_writes_over_an_image_it_reads(tiny_run, photos, tmp_path, capsys):
-    import predict
+    from fakedetect.cli import predict
     before = folder_bytes(photos, tmp_path / "elsewhere")
     image = sorted(photos.glob("*.png"))[0]
     for flag, output, inputs, expected in (
@@ -322,7 +325,7 @@ def test_predict_never_writes_over_an_image_it_reads(tiny_run, photos, tmp_path,
 
 
 def test_a_symlink_loop_as_an_output_or_input_is_reported_as_a_loop(tiny_run, photos, tmp_path, capsys):
-    import predict
+    from fakedetect.cli import predict
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
     error = expect_exit_2(predict.main, [tiny_run["best"], photos, "--csv", loop], capsys)
@@ -332,7 +335,7 @@ def test_a_symlink_loop_as_an_output_or_input_is_reported_as_a_loop(tiny_run, ph
 
 
 def test_a_build_never_writes_into_or_over_its_sources(photos, tmp_path, capsys):
-    import build_faces_dataset as build
+    from fakedetect.cli import build_faces_dataset
     real, fake = tmp_path / "r" / "real", tmp_path / "r" / "fake"
     shutil.copytree(photos, real, symlinks=True)
     shutil.copytree(photos, fake, symlinks=True)
@@ -340,23 +343,24 @@ def test_a_build_never_writes_into_or_over_its_sources(photos, tmp_path, capsys)
     for output, expected in ((fake, f"is this command's input {fake}"), (real / "out", f"lies inside the input folder {real}"),
                              (tmp_path / "r", f"contains this command's input {real}")):
         for extra in ([], ["--overwrite"]):
-            error = expect_exit_2(build.main, ["--real", real, "--fake", fake, "-o", output, *extra], capsys)
+            error = expect_exit_2(build_faces_dataset.main, ["--real", real, "--fake", fake, "-o", output, *extra], capsys)
             assert f"--output {output}: {expected}" in error
     assert folder_bytes(tmp_path / "r") == before
 
 
 def test_overwrite_deletes_only_what_the_earlier_build_made(photos, tmp_path, capsys):
-    import build_faces_dataset as build
+    from fakedetect.cli import build_faces_dataset
+    from fakedetect.faces import build
     out = tmp_path / "mine"
     (out / "train" / "real").mkdir(parents=True)
     (out / "train" / "real" / "holiday.jpg").write_bytes(b"a user's photo")
-    error = expect_exit_2(build.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
+    error = expect_exit_2(build_faces_dataset.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
                                        "--overwrite"], capsys)
     assert f"--output {out}: its split folders are not listed by a manifest.csv of build_faces_dataset.py" in error
     (out / "train" / "real" / "crop.png").write_bytes(b"a crop of the earlier build")
     row = {field: "" for field in build.MANIFEST_FIELDS} | {"image": "train/real/crop.png", "status": "ok"}
     (out / "manifest.csv").write_text(",".join(build.MANIFEST_FIELDS) + "\n" + ",".join(row.values()) + "\n")
-    error = expect_exit_2(build.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
+    error = expect_exit_2(build_faces_dataset.main, ["--real", photos, "--fake", photos.parent / "elsewhere", "-o", out,
                                        "--overwrite"], capsys)
     assert f"{out / 'train' / 'real' / 'holiday.jpg'} was not made by the earlier build" in error
     assert "nothing was deleted" in error
@@ -364,7 +368,7 @@ def test_overwrite_deletes_only_what_the_earlier_build_made(photos, tmp_path, ca
 
 
 def test_training_and_analysis_outputs_may_not_go_into_the_dataset_splits(tiny_run, tmp_path, capsys):
-    import report
+    from fakedetect.cli import report
     dataset = tiny_run["dataset"]
     for flag in ("--out-dir", "--checkpoint-dir", "--cache-dir", "--tensorboard"):
         error = expect_exit_2(train_main.main, ["-d", dataset, "--device", "cpu", flag, dataset / "train" / "x"], capsys)
@@ -377,14 +381,15 @@ def test_training_and_analysis_outputs_may_not_go_into_the_dataset_splits(tiny_r
 
 def test_a_build_onto_a_file_or_a_read_only_mount_stops_before_any_face_detection(photos, tmp_path, capsys,
                                                                                 small_filesystems, monkeypatch):
-    import build_faces_dataset as build
+    from fakedetect.cli import build_faces_dataset
+    from fakedetect.faces import build
     monkeypatch.setattr(build, "crop_source", lambda *args: pytest.fail("faces were detected before the refusal"))
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     sources = ["--real", photos, "--fake", tmp_path / "elsewhere"]
-    error = expect_exit_2(build.main, [*sources, "-o", a_file], capsys)
+    error = expect_exit_2(build_faces_dataset.main, [*sources, "-o", a_file], capsys)
     assert f"--output {a_file}: is a file; give a folder" in error
     mount = small_filesystems.mount("read_only", 256)
     small_filesystems.read_only(mount)
-    error = expect_exit_2(build.main, [*sources, "-o", mount / "faces"], capsys)
+    error = expect_exit_2(build_faces_dataset.main, [*sources, "-o", mount / "faces"], capsys)
     assert f"--output {mount / 'faces'}: cannot create or write the folder ({mount}: not writable, or a read-only" in error

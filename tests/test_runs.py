@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import train_main
-from fileio import CheckpointError
-from models import load_trained_model
-from runs import (FORMAT_VERSION, Run, RunLockedError, check_detector_checkpoint, model_file_name, operating_threshold,
-                  run_name_problem)
+from fakedetect.cli import train as train_main
+from fakedetect.io.files import CheckpointError
+from fakedetect.io.runs import (FORMAT_VERSION, Run, RunLockedError, check_detector_checkpoint, model_file_name,
+                                operating_threshold, run_name_problem)
+from fakedetect.models.registry import load_trained_model
 
 
 def test_patch_stride_stays_in_the_run_file_names():

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-import demo_data
-import plot_self_blend
-import self_blend
-from augment import jpeg_roundtrip
-from self_blend import EpochBlends, SelfBlendConfig, SelfBlender
+from fakedetect.analysis import self_blend_figure
+from fakedetect.cli import plot_self_blend
+from fakedetect.data import demo as demo_data
+from fakedetect.data import self_blend
+from fakedetect.data.augment import jpeg_roundtrip
+from fakedetect.data.self_blend import EpochBlends, SelfBlendConfig, SelfBlender
 
 
 def drawn_faces(count, seed=0):
@@ -278,7 +279,7 @@ def test_plot_script_draws_hull_and_ellipse_pseudo_fakes(real_split, tmp_path, c
                                  "--figures-dir", str(tmp_path / "figures")]) == 0
     figure = tmp_path / "figures" / "self_blend_faces.png"
     assert figure.stat().st_size > 10_000 and "wrote" in capsys.readouterr().out
-    image, points = plot_self_blend.load_face(root / "train" / "real" / "0.png", half[0].numpy())
+    image, points = self_blend_figure.load_face(root / "train" / "real" / "0.png", half[0].numpy())
     assert image.shape == (3, 256, 256) and np.allclose(points, landmarks[0].numpy(), atol=1e-4)
     assert plot_self_blend.main(["-d", str(root), "--count", "2", "--figures-dir", str(tmp_path / "ellipse")]) == 0
     assert (tmp_path / "ellipse" / "self_blend_faces.png").is_file()

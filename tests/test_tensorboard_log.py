@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import train_main
+from fakedetect.cli import train as train_main
 
 pytest.importorskip("tensorboard", reason="the tensorboard package is not installed (pip install tensorboard)")
 

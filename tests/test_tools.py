@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+from fakedetect.cli import demo_data, demo_media
+from fakedetect.data import demo_media as media
+
 import bench
-import demo_data
-import demo_media
 
 
 @pytest.mark.parametrize("main, flags, message", [
@@ -32,8 +33,8 @@ def test_a_video_that_cannot_be_written_is_a_one_line_error(tmp_path, monkeypatc
         def isOpened(self):
             return False
     monkeypatch.setattr(cv2, "VideoWriter", Closed)
-    frame = demo_media.place(demo_media.draw_face("real", np.random.default_rng(0)), 100, (90, 90, 90), (0, 0))
+    frame = media.place(media.draw_face("real", np.random.default_rng(0)), 100, (90, 90, 90), (0, 0))
     with pytest.raises(RuntimeError, match="clip.mp4: OpenCV cannot write mp4v video"):
-        demo_media.write_video(tmp_path / "clip.mp4", [frame])
+        media.write_video(tmp_path / "clip.mp4", [frame])
     assert demo_media.main(["--out", str(tmp_path / "raw"), "--photos", "0", "--videos", "1", "--frames", "1"]) == 1
     assert "video_000.mp4: OpenCV cannot write mp4v video" in capsys.readouterr().err

@@ -12,13 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-import train_main
-from augment import AugmentConfig, CROP_PADDING
-from faces_dataset import find_dataset, item_transform
-from models import SimpleNet
-from recipe import CIFAR10_NORMALIZATION, RECIPES, build_optimizer, build_scheduler, resolve_normalization
-from trainer import Trainer
-
+from fakedetect.cli import train as train_main
+from fakedetect.config.recipe import RECIPES
+from fakedetect.data.augment import CROP_PADDING, AugmentConfig
+from fakedetect.data.batches import item_transform
+from fakedetect.data.folders import find_dataset
+from fakedetect.data.normalization import CIFAR10_NORMALIZATION
+from fakedetect.models.simplenet import SimpleNet
+from fakedetect.train.normalization import resolve_normalization
+from fakedetect.train.optim import build_optimizer, build_scheduler
+from fakedetect.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -429,8 +432,7 @@ def test_resume_refuses_changed_pixels_with_the_same_file_sizes(tiny_fakes, tmp_
 
 
 def test_run_names_share_one_out_dir_and_the_analysis_reads_them(tiny_fakes, tmp_path, capsys):
-    import plot_accuracy_and_loss
-    import predict
+    from fakedetect.cli import plot_accuracy_and_loss, predict
     common = ["-d", str(tiny_fakes), "-e", "1", "-b", "8", "--device", "cpu", "--out-dir", str(tmp_path / "out"),
               "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache")]
     for seed in (0, 1):

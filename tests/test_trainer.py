@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-import trainer as trainer_module
-from augment import mixup_batch
-from faces_dataset import DecodedFaces, FacesDataset
-from fileio import CheckpointError
-from models import SimpleNet, build_model
-from recipe import build_optimizer, build_scheduler, recipe_named
-from runs import Run
-from trainer import NonFiniteLossError, Runtime, Trainer, WeightAverage, seed_everything
+from fakedetect.config.recipe import recipe_named
+from fakedetect.data.augment import mixup_batch
+from fakedetect.data.cache import DecodedFaces
+from fakedetect.data.folders import FacesDataset
+from fakedetect.io.files import CheckpointError
+from fakedetect.io.runs import Run
+from fakedetect.models.registry import build_model
+from fakedetect.models.simplenet import SimpleNet
+from fakedetect.train import trainer as trainer_module
+from fakedetect.train.optim import build_optimizer, build_scheduler
+from fakedetect.train.trainer import NonFiniteLossError, Runtime, Trainer, WeightAverage, seed_everything
 
 
 def learnable_split(count, seed):
@@ -313,7 +316,6 @@ def test_resume_on_the_per_item_path_matches_an_uninterrupted_run(tiny_fakes, tm
     assert history["train_loss"] == uninterrupted.history["train_loss"]
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
-
 
 
 def test_a_last_checkpoint_whose_state_does_not_fit_says_to_start_a_new_run(tmp_path):

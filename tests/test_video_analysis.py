@@ -4,13 +4,14 @@ import shutil
 
 import pytest
 
-import build_faces_dataset as build
-import cross_dataset
-import numerical_analysis
-import train_main
-from faces_dataset import FacesDataset
-from metrics import binary_metrics, mean_in_log_odds, per_video
-from models import load_trained_model
+from fakedetect.analysis import numbers
+from fakedetect.cli import cross_dataset, numerical_analysis
+from fakedetect.cli import train as train_main
+from fakedetect.data.folders import FacesDataset
+from fakedetect.faces import build
+from fakedetect.metrics import binary_metrics, mean_in_log_odds, per_video
+from fakedetect.models.registry import load_trained_model
+
 from test_video_build import drawn_video
 
 
@@ -29,7 +30,7 @@ def built_videos(tmp_path_factory):
 
 def test_video_ids_come_from_the_manifest(built_videos):
     test = FacesDataset(built_videos / "test")
-    videos = numerical_analysis.video_ids(test)
+    videos = numbers.video_ids(test)
     assert len(videos) == len(test.files) == 6
     assert [video.split("/")[0] for video in videos] == ["real"] * 3 + ["fake"] * 3
     assert len(set(videos)) == 2
@@ -38,11 +39,11 @@ def test_video_ids_come_from_the_manifest(built_videos):
 
 
 def test_no_video_ids_without_a_manifest_video_column(built_videos, tiny_fakes, tmp_path):
-    assert numerical_analysis.video_ids(FacesDataset(tiny_fakes / "test")) is None  # no manifest
+    assert numbers.video_ids(FacesDataset(tiny_fakes / "test")) is None  # no manifest
     shutil.copytree(built_videos / "test", tmp_path / "old" / "test")
     lines = (built_videos / "manifest.csv").read_text().splitlines()
     (tmp_path / "old" / "manifest.csv").write_text("\n".join(",".join(line.split(",")[:3]) for line in lines))
-    assert numerical_analysis.video_ids(FacesDataset(tmp_path / "old" / "test")) is None  # a build without videos
+    assert numbers.video_ids(FacesDataset(tmp_path / "old" / "test")) is None  # a build without videos
 
 
 def test_videos_pool_the_mean_log_odds_of_their_crops():
@@ -54,7 +55,7 @@ def test_videos_pool_the_mean_log_odds_of_their_crops():
     assert video_scores[0] == pytest.approx(float(mean_in_log_odds([0.6, 0.4])))
     assert video_scores[2] == pytest.approx(float(mean_in_log_odds([0.1, 0.7])))
     assert binary_metrics(labels, scores)["auc"] < 1
-    assert numerical_analysis.video_metrics(labels, scores, videos, 0.5)["auc"] == 1.0
+    assert numbers.video_metrics(labels, scores, videos, 0.5)["auc"] == 1.0
     assert per_video(labels, scores, [None] * 4 + videos[4:])[2] == ["f/c", "f/d"]  # a crop of no video is left out
 
 
@@ -80,8 +81,8 @@ def test_numerical_analysis_reports_video_auc_beside_frame_auc(built_videos, vid
     assert video["videos"] == 2 and video["count"] == 2 and metrics["count"] == 6
     test = FacesDataset(built_videos / "test")
     model, checkpoint = load_trained_model(work / "checkpoints" / "faces_SimpleNet_Adam.pt")
-    _, fake, labels = numerical_analysis.get_soft_scores_and_true_labels(test, model, checkpoint["normalization"])
-    expected = binary_metrics(*per_video(labels, fake, numerical_analysis.video_ids(test))[:2], metrics["threshold"])
+    _, fake, labels = numbers.get_soft_scores_and_true_labels(test, model, checkpoint["normalization"])
+    expected = binary_metrics(*per_video(labels, fake, numbers.video_ids(test))[:2], metrics["threshold"])
     assert video["accuracy"] == expected["accuracy"] and video["confusion_matrix"] == expected["confusion_matrix"]
 
 

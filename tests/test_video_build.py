@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import build_faces_dataset as build
-import demo_media
-from face_detection import face_track
+from fakedetect.cli import build_faces_dataset
+from fakedetect.data import demo_media
+from fakedetect.faces import build, video
+from fakedetect.faces.detection import face_track
 
 
 def read_manifest(out):
@@ -83,10 +84,10 @@ def test_groups_csv_names_the_group_of_listed_files(pair_named, tmp_path, capsys
     out = tmp_path / "out"
     argv = ["--real", str(pair_named / "real"), "--fake", str(pair_named / "fake"), "-o", str(out), "--frames", "1",
             "--groups", str(groups), "--workers", "1", "--no-progress"]
-    assert build.main(argv) == 2 and not out.exists()  # real/ignored.mp4 names no source
+    assert build_faces_dataset.main(argv) == 2 and not out.exists()  # real/ignored.mp4 names no source
     assert "1 file(s) not found" in capsys.readouterr().err
     groups.write_text("file,group\n000.mp4,a\n002_003.mp4,a\n")
-    build.main(argv)
+    build_faces_dataset.main(argv)
     rows = read_manifest(out)
     group_of = {row["video"]: row["group"] for row in rows}
     assert group_of["real/000.mp4"] == group_of["fake/002_003.mp4"] == "listed/a"
@@ -97,7 +98,7 @@ def test_groups_csv_names_the_group_of_listed_files(pair_named, tmp_path, capsys
 @pytest.mark.slow  # two spawned processes import torch: half a minute on a busy machine
 def test_one_and_two_workers_give_identical_datasets(pair_named, tmp_path):
     for workers in (1, 2):
-        assert build.main(["--real", str(pair_named / "real"), "--fake", str(pair_named / "fake"),
+        assert build_faces_dataset.main(["--real", str(pair_named / "real"), "--fake", str(pair_named / "fake"),
                            "-o", str(tmp_path / f"w{workers}"), "--frames", "3", "--ratios", "0.5", "0.5", "0",
                            "--group-by", "pair", "--workers", str(workers), "--no-progress"]) in (0, 1)
     one, two = (tmp_path / "w1" / "manifest.csv").read_bytes(), (tmp_path / "w2" / "manifest.csv").read_bytes()
@@ -108,10 +109,10 @@ def test_one_and_two_workers_give_identical_datasets(pair_named, tmp_path):
 
 
 def test_fps_takes_frames_at_that_rate(tmp_path):
-    assert build.frame_indices_at_fps(100, 25, 5) == list(range(0, 100, 5))
-    assert build.frame_indices_at_fps(10, 10, 30) == list(range(10))  # faster than the video: every frame
+    assert video.frame_indices_at_fps(100, 25, 5) == list(range(0, 100, 5))
+    assert video.frame_indices_at_fps(10, 10, 30) == list(range(10))  # faster than the video: every frame
     drawn_video(tmp_path / "clip.mp4", "real", 0, frames=20)  # demo_media writes 10 frames a second
-    assert [index for index, _ in build.video_frames(tmp_path / "clip.mp4", 3, fps=2.5)] == [0, 4, 8, 12, 16]
+    assert [index for index, _ in video.video_frames(tmp_path / "clip.mp4", 3, fps=2.5)] == [0, 4, 8, 12, 16]
 
 
 def box(x, y, side):
@@ -142,7 +143,7 @@ def test_a_video_crops_the_tracked_face(tmp_path):
     folder = tmp_path / "real"
     folder.mkdir()
     demo_media.write_video(folder / "clip.mp4", frames)
-    cropper = build.FaceCropper()
+    cropper = build_faces_dataset.FaceCropper()
     rows = build.crop_source(folder / "clip.mp4", cropper, 3)
     assert [row["status"] for row in rows] == ["ok"] * 3
     assert all(row["face_box"][0] < 200 for row in rows)  # the small face on the left, every frame

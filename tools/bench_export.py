@@ -17,15 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules live in the folder above
-
 import torch  # noqa: E402
 
-import export  # noqa: E402
-import predict  # noqa: E402
-from augment import IMAGE_SIZE  # noqa: E402
-from fileio import save_checkpoint  # noqa: E402
-from models import build_model, model_name, model_normalization  # noqa: E402
+from fakedetect.cli.common import model_name
+from fakedetect.config.recipe import IMAGE_SIZE
+from fakedetect.io.files import save_checkpoint
+from fakedetect.models.registry import build_model, model_normalization
+from fakedetect.serve import export as serve_export
+from fakedetect.serve import predict as serve_predict
 
 BUILT_IN = ("SimpleNet", "XceptionBased", "timm:resnet18", "patch:resnet18")
 RUNTIMES = ("PyTorch eager", "TorchScript", "onnxruntime")
@@ -45,14 +44,14 @@ def scorers(name, folder, threads):
     import onnxruntime
     checkpoint = folder / f"{name.replace(':', '_')}.pt"
     write_random_checkpoint(checkpoint, name)
-    export.export_checkpoint(checkpoint, folder / "model.onnx", "onnx")
-    export.export_checkpoint(checkpoint, folder / "model.torchscript.pt", "torchscript")
-    model, loaded = predict.load_trained_model(checkpoint)
+    serve_export.export_checkpoint(checkpoint, folder / "model.onnx", "onnx")
+    serve_export.export_checkpoint(checkpoint, folder / "model.torchscript.pt", "torchscript")
+    model, loaded = serve_predict.load_trained_model(checkpoint)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    scripted = export.without_deprecation_notices(lambda: torch.jit.load(str(folder / "model.torchscript.pt")))
-    return {"PyTorch eager": lambda images: predict.fake_probabilities([(model, loaded["normalization"])], images, "cpu"),
+    scripted = serve_export.without_deprecation_notices(lambda: torch.jit.load(str(folder / "model.torchscript.pt")))
+    return {"PyTorch eager": lambda images: serve_predict.fake_probabilities([(model, loaded["normalization"])], images, "cpu"),
             "TorchScript": lambda images: scripted(images),
             "onnxruntime": lambda images: session.run(None, {"images": images.numpy()})[0]}
 

@@ -23,17 +23,18 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the toolkit's modules, one folder up
-import demo_data
-import distributed
-from cli import ArgumentParser
-from faces_dataset import IMAGE_BYTES, SPLITS, FacesDataset, decode_dataset, place_images
-from fileio import write_json
-from models import build_model, precision_settings
-from recipe import SYMMETRIC_NORMALIZATION, recipe_named
-from runs import Run
-from trainer import Runtime, Trainer
+from fakedetect.cli.common import ArgumentParser
+from fakedetect.config.recipe import recipe_named
+from fakedetect.data import demo as demo_data
+from fakedetect.data.cache import IMAGE_BYTES, decode_dataset, place_images
+from fakedetect.data.folders import SPLITS, FacesDataset
+from fakedetect.data.normalization import SYMMETRIC_NORMALIZATION
+from fakedetect.io.files import write_json
+from fakedetect.io.runs import Run
+from fakedetect.models.precision import precision_settings
+from fakedetect.models.registry import build_model
+from fakedetect.train import distributed
+from fakedetect.train.trainer import Runtime, Trainer
 
 EVAL_IMAGES = 64  # per class, in val and test: the epoch is the training split's
 

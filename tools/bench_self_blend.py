@@ -9,15 +9,12 @@ Drawing the parameters is timed with the op, as a training loop would run both p
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import demo_data  # noqa: E402
-from self_blend import SelfBlendConfig, SelfBlender  # noqa: E402
+from fakedetect.data import demo as demo_data
+from fakedetect.data.self_blend import SelfBlendConfig, SelfBlender
 
 CASES = (("hull", 0.0), ("ellipse", 0.0), ("hull", 0.5), ("hull", 1.0))
 

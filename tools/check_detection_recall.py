@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from build_faces_dataset import VIDEO_EXTENSIONS, list_sources, video_frames  # noqa: E402
-from face_detection import MAX_UPSAMPLE, DlibDetector, FaceDetectorError, HaarDetector, read_photo  # noqa: E402
-from faces_dataset import DatasetError  # noqa: E402
+from fakedetect.data.images import DatasetError
+from fakedetect.faces.detection import MAX_UPSAMPLE, DlibDetector, FaceDetectorError, HaarDetector, read_photo
+from fakedetect.faces.video import VIDEO_EXTENSIONS, list_sources, video_frames
 
 
 def images_of(folder, frames, limit):

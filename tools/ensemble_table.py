@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
-from cli import ArgumentParser, exits_on_error
-from fileio import check_output_path
-from metrics import binary_metrics, format_metric, mean_in_log_odds
+from fakedetect.cli.common import ArgumentParser, exits_on_error
+from fakedetect.io.files import check_output_path
+from fakedetect.metrics import binary_metrics, format_metric, mean_in_log_odds
+
 from results_table import print_table
 
 SPLITS = ("val", "test")

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
-from cli import ArgumentParser  # noqa: E402
-from faces_dataset import (CLASS_NAMES, LANDMARKS_FILE, SPLITS, FacesDataset, landmarks_tensor,  # noqa: E402
-                           load_image)
-from fileio import atomic_write  # noqa: E402
-from self_blend import self_blend  # noqa: E402
+from fakedetect.cli.common import ArgumentParser
+from fakedetect.data.folders import CLASS_NAMES, LANDMARKS_FILE, SPLITS, FacesDataset
+from fakedetect.data.images import load_image
+from fakedetect.data.self_blend import self_blend
+from fakedetect.io.files import atomic_write
 
 PSEUDO_SUFFIX = "_pseudo"
 PSEUDO_CHUNK = 64  # images blended at a time

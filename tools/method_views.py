@@ -15,10 +15,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
-from cli import ArgumentParser
-from faces_dataset import LANDMARKS_FILE, SPLITS
-from fileio import atomic_write
+from fakedetect.cli.common import ArgumentParser
+from fakedetect.data.folders import LANDMARKS_FILE, SPLITS
+from fakedetect.io.files import atomic_write
 
 
 def method_of(row):

@@ -12,11 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the toolkit's modules, one folder up
-from cli import ArgumentParser, exits_on_error
-from fileio import atomic_write, check_output_path
-from metrics import format_metric
-from recipe import RECIPES
+from fakedetect.cli.common import ArgumentParser, exits_on_error
+from fakedetect.config.recipe import RECIPES
+from fakedetect.io.files import atomic_write, check_output_path
+from fakedetect.metrics import format_metric
 
 
 class RunFileError(ValueError):
