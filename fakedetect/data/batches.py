@@ -113,8 +113,13 @@ class CachedBatches:
         self.sample_weights, self.self_blend, self.ranks = sample_weights, self_blend, ranks
         self.with_masks = with_masks
         self.labels = decoded.labels.to(self.device)
-        # with pairs, a step draws half its batch: each real drawn brings its pseudo-fake
-        self.drawn = max(1, batch_size // 2) if train and self_blend is not None and self_blend.pairs else batch_size
+
+    @property
+    def drawn(self):
+        """Images a step draws: ``batch_size``, or with self-blended pairs half of it (each real drawn brings its
+        pseudo-fake); derived, so a changed ``batch_size`` takes effect."""
+        pairs = self.train and self.self_blend is not None and self.self_blend.pairs
+        return max(1, self.batch_size // 2) if pairs else self.batch_size
 
     def set_epoch(self, epoch):
         """Draw the pseudo-fakes of ``epoch`` (self-blending depends on the epoch, not on the batches drawn)."""
